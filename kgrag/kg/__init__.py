@@ -1,0 +1,1 @@
+"""Causal knowledge graph: the only package that talks to a graph engine."""

@@ -1,0 +1,167 @@
+"""The domain-level graph store protocol every backend implements.
+
+Callers never send Cypher; they call these operations.  Every backend runs the
+statements in ``kgrag/cypher/`` with values passed only as parameters.
+
+Causal model (DESIGN.md, "Causal model"): ``CAUSES`` edges point image finding
+-> finding -> diagnosis.  For observed concepts ``V_I`` with probabilities
+``q_o`` and a target concept ``c``::
+
+    strength(path) = q_o * prod(p_e for e in path)      # simple paths, 1..max_len edges,
+                                                         # accepted edges only
+    P(c | V_I) = 1 - (1 - leak_c) * (1 - q_c) * prod(1 - strength(path))
+
+where ``q_c`` is c's own observed probability (0 when c is not observed) and
+``leak_c`` is the node's ``leak`` property or the default leak.  A candidate
+report's causal log-likelihood is the mean over the concepts it asserts of
+``log P(c)`` (present) and ``log(1 - P(c))`` (absent), each clipped at
+``LOG_EPS``; a report asserting nothing has ``loglik = None``.
+:mod:`kgrag.kg.scoring` is the pure-Python oracle of exactly this model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from kgrag.types import Concept, Edge
+
+LOG_EPS = 1e-6
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A candidate report: what it asserts present and what it denies."""
+
+    id: str
+    present: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CandidateScore:
+    id: str
+    loglik: float | None  # mean log-likelihood; None when the report asserts nothing
+    n: int  # number of assertions scored
+    per_concept: list[dict[str, Any]] = field(default_factory=list)
+    # [{"concept": str, "assertion": "present"|"absent", "probability": float}]
+
+
+@dataclass(slots=True)
+class Path:
+    nodes: list[str]
+    strength: float  # q_o * prod p
+
+
+@dataclass(slots=True)
+class UpsertReport:
+    written: int = 0
+    skipped_locked: list[tuple[str, str]] = field(default_factory=list)
+    duplicates_dropped: int = 0  # rows de-duplicated by key inside a batch (last wins)
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """Domain operations on the causal graph.  Implementations: FalkorDBStore, Neo4jStore."""
+
+    backend: str
+
+    # -- lifecycle -----------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create indexes / uniqueness for Concept.id, Study.id (idempotent)."""
+
+    def close(self) -> None: ...
+
+    def drop(self) -> None:
+        """Delete every node and relationship of this graph."""
+
+    # -- writes (batched via UNWIND; rows de-duplicated by key, last row wins) --
+    def upsert_concepts(self, concepts: Iterable[Concept | Mapping[str, Any]]) -> int:
+        """MERGE (:Concept:<Role> {id}) setting name, synonyms, definition, leak."""
+
+    def upsert_studies(self, studies: Iterable[Mapping[str, Any]]) -> int:
+        """Rows ``{id, split, modality, content_hash}`` -> (:Study {id}) nodes."""
+
+    def upsert_mentions(self, mentions: Iterable[Mapping[str, Any]]) -> int:
+        """Rows ``{study_id, concept, assertion, count, section, sentence}``: one
+        ``(:Study)-[:ASSERTS {assertion, count, section, sentence}]->(:Concept)`` per
+        (study, concept); the study-level assertion (present > uncertain > absent)."""
+
+    def delete_mentions(self, study_ids: Sequence[str]) -> int:
+        """Remove ASSERTS relationships of these studies (before re-ingesting them)."""
+
+    def delete_studies(self, study_ids: Sequence[str]) -> int: ...
+
+    def upsert_edges(
+        self, edges: Iterable[Edge | Mapping[str, Any]], *, overwrite_locked: bool = False
+    ) -> UpsertReport:
+        """MERGE CAUSES edges with all Edge fields.  An existing edge with
+        ``locked = true`` keeps status/review fields unless ``overwrite_locked``;
+        its statistics are refreshed.  Both endpoint concepts must exist."""
+
+    def set_status(
+        self,
+        src: str,
+        dst: str,
+        status: str,
+        *,
+        reviewed_by: str,
+        note: str | None = None,
+        locked: bool = True,
+        reviewed_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Set an edge's curation fields; raises GraphStoreError if the edge is absent."""
+
+    def delete_edges(self, keys: Sequence[tuple[str, str]]) -> int: ...
+
+    # -- reads ---------------------------------------------------------------
+    def concepts(self) -> list[dict[str, Any]]: ...
+
+    def edges(self, status: str | None = None) -> list[dict[str, Any]]:
+        """All CAUSES edges (every Edge field plus src_role/dst_role)."""
+
+    def study_ids(self) -> set[str]: ...
+
+    def counts(self) -> dict[str, int]:
+        """{"concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected"}."""
+
+    # -- causal scoring (accepted edges only) ---------------------------------
+    def causal_scores(
+        self,
+        candidates: Sequence[Candidate],
+        observed: Mapping[str, float],
+        *,
+        max_len: int = 3,
+        default_leak: float = 0.01,
+    ) -> list[CandidateScore]:
+        """Scores for all candidates in one batched query, in input order."""
+
+    def concept_probabilities(
+        self,
+        observed: Mapping[str, float],
+        targets: Sequence[str],
+        *,
+        max_len: int = 3,
+        default_leak: float = 0.01,
+    ) -> dict[str, float]:
+        """P(target | observed) for each target."""
+
+    def paths(
+        self,
+        observed: Mapping[str, float],
+        targets: Sequence[str],
+        *,
+        max_len: int = 3,
+        limit: int = 5,
+    ) -> dict[str, list[Path]]:
+        """Strongest accepted paths from observed concepts to each target."""
+
+    # -- whole-graph -----------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """{"concepts": [...], "edges": [...]} -- JSON-serialisable."""
+
+    def import_(self, data: Mapping[str, Any]) -> None: ...
+
+    def version(self, params: Mapping[str, Any] | None = None) -> str:
+        """Hash of the accepted edge set (src, dst, p rounded) + build params."""
