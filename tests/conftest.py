@@ -1,0 +1,84 @@
+"""Shared fixtures and test tiers.
+
+- ``tests/unit``: pure, offline; any socket connect fails the test.
+- ``tests/contract`` and ``tests/integration``: marked ``integration``; may start the
+  embedded FalkorDB in a tmp dir and talk to 127.0.0.1 fakes.
+- ``slow`` and ``neo4j`` are opt-in (see setup.cfg addopts).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        p = Path(str(item.fspath))
+        if _TESTS / "contract" in p.parents or _TESTS / "integration" in p.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _block_sockets(request, monkeypatch):
+    """Unit tests open no sockets (network or Unix)."""
+    p = Path(str(request.node.fspath))
+    if _TESTS / "unit" not in p.parents:
+        yield
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):  # pragma: no cover - only hit by a faulty test
+        raise RuntimeError(
+            f"unit test tried to connect to {address!r}; mark it integration "
+            "(put it under tests/integration) or use a fake"
+        )
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
+    monkeypatch.setattr(socket.socket, "connect", real_connect)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own KGRAG_HOME unless it sets one."""
+    monkeypatch.setenv("KGRAG_HOME", str(tmp_path / "kgrag-home"))
+    for k in list(os.environ):
+        if k.startswith("KGRAG_") and k not in ("KGRAG_HOME",) and not k.startswith("KGRAG_TEST_"):
+            monkeypatch.delenv(k, raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def falkordb_server(tmp_path_factory):
+    """One embedded FalkorDB server for the whole test session (Unix socket only)."""
+    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+
+    srv = EmbeddedFalkorDB(tmp_path_factory.mktemp("falkordb") / "graph")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def falkordb_store(falkordb_server):
+    """A FalkorDBStore on a fresh, uniquely named graph; dropped afterwards."""
+    from kgrag.kg.falkordb_store import FalkorDBStore
+
+    store = FalkorDBStore.from_server(falkordb_server, graph_name="t_" + uuid.uuid4().hex[:12])
+    store.ensure_schema()
+    yield store
+    try:
+        store.drop()
+    finally:
+        store.close()
