@@ -1,0 +1,1 @@
+"""Answer and report writers conditioned on the causal context and ranked evidence."""
