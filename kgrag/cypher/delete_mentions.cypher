@@ -1,0 +1,9 @@
+// Remove the ASSERTS relationships of these studies (before re-ingesting them).
+// params: $ids
+// returns: deleted
+UNWIND $ids AS sid
+MATCH (s:Study {id: sid})-[a:ASSERTS]->(:Concept)
+WITH collect(a) AS rels
+UNWIND rels AS a
+DELETE a
+RETURN size(rels) AS deleted

@@ -1,0 +1,6 @@
+// Delete studies and their ASSERTS relationships.
+// params: $ids
+// returns: none
+UNWIND $ids AS sid
+MATCH (s:Study {id: sid})
+DETACH DELETE s

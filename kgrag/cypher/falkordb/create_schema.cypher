@@ -1,0 +1,4 @@
+// Index on Concept.id (FalkorDB DDL); uniqueness is added with GRAPH.CONSTRAINT.
+// params: none
+// returns: none
+CREATE INDEX FOR (c:Concept) ON (c.id)

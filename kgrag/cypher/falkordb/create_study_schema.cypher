@@ -1,0 +1,4 @@
+// Index on Study.id (FalkorDB DDL); uniqueness is added with GRAPH.CONSTRAINT.
+// params: none
+// returns: none
+CREATE INDEX FOR (s:Study) ON (s.id)

@@ -1,0 +1,5 @@
+// Ids of every Study node.
+// params: none
+// returns: id
+MATCH (s:Study)
+RETURN s.id AS id

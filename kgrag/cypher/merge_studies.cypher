@@ -1,0 +1,9 @@
+// Upsert Study nodes.
+// params: $rows
+// returns: written
+UNWIND $rows AS row
+MERGE (s:Study {id: row.id})
+SET s.split = row.split,
+    s.modality = row.modality,
+    s.content_hash = row.content_hash
+RETURN count(s) AS written

@@ -1,0 +1,330 @@
+"""Shared implementation of :class:`~kgrag.kg.store.GraphStore` over the Cypher catalog.
+
+Backends provide ``_execute(name, text, params) -> list[dict]``; everything else
+(batching, de-duplication, the two-step edge upsert, scoring, versioning) lives
+here once, so FalkorDB and Neo4j run the same statements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
+
+from kgrag import cypher
+from kgrag.errors import GraphStoreError, InputError
+from kgrag.kg.store import LOG_EPS, Candidate, CandidateScore, Path, UpsertReport
+from kgrag.types import ASSERTIONS, EDGE_STATUSES, ROLES, Concept, Edge
+
+log = logging.getLogger(__name__)
+
+_EDGE_FIELDS = [f.name for f in fields(Edge)]
+_NO_OBSERVATION = [{"id": "", "q": 0.0}]
+
+
+def _as_dict(x: Any) -> dict[str, Any]:
+    if is_dataclass(x):
+        return asdict(x)
+    return dict(x)
+
+
+def dedupe(rows: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Hashable]) -> tuple[list[dict], int]:
+    """Keep the last row per key (order of first appearance); return (rows, dropped)."""
+    out: dict[Hashable, dict] = {}
+    n = 0
+    for r in rows:
+        n += 1
+        k = key(r)
+        out.pop(k, None)
+        out[k] = dict(r)
+    return list(out.values()), n - len(out)
+
+
+def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def edge_row(e: Edge | Mapping[str, Any]) -> dict[str, Any]:
+    d = _as_dict(e)
+    row = {k: d.get(k) for k in _EDGE_FIELDS}
+    base = Edge(src=d["src"], dst=d["dst"], p=d.get("p", 0.0))
+    for k in _EDGE_FIELDS:
+        if row[k] is None:
+            row[k] = getattr(base, k)
+    if row["status"] not in EDGE_STATUSES:
+        raise InputError(
+            f"edge {row['src']}->{row['dst']}: status {row['status']!r} is not one of {EDGE_STATUSES}",
+            fix="use proposed, accepted or rejected",
+        )
+    p = row["p"]
+    if not isinstance(p, int | float) or not 0.0 <= float(p) <= 1.0:
+        raise InputError(f"edge {row['src']}->{row['dst']}: p={p!r} is not in [0, 1]", fix="clip p to [0, 1]")
+    row["p"] = float(p)
+    row["locked"] = bool(row["locked"])
+    for k in ("evidence_studies", "evidence_spans"):
+        row[k] = [str(x) for x in (row[k] or [])]
+    return row
+
+
+class CypherGraphStore:
+    """Base class; subclasses set ``backend``, ``dialect`` and implement ``_execute``."""
+
+    backend = "cypher"
+    dialect = "falkordb"
+
+    def __init__(self, *, batch_size: int = 1000, default_leak: float = 0.01) -> None:
+        self.batch_size = batch_size
+        self.default_leak = default_leak
+
+    # -- backend hooks -----------------------------------------------------------
+    def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _run(self, name: str, params: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+        st = cypher.load(name, self.dialect)
+        params = dict(params or {})
+        missing = st.params - params.keys()
+        if missing:
+            raise GraphStoreError(f"statement {name} called without parameters {sorted(missing)}")
+        text = st.with_label(label) if label else st.body
+        return self._execute(st.path, text, {k: params[k] for k in st.params})
+
+    def _run_batched(self, name: str, rows: Sequence[Any], extra: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(rows, self.batch_size):
+            out += self._run(name, {"rows": list(chunk), **(extra or {})}, label=label)
+        return out
+
+    # -- lifecycle -----------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        self._run("delete_all")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------
+    def upsert_concepts(self, concepts: Iterable[Concept | Mapping[str, Any]]) -> int:
+        rows, dropped = dedupe((_as_dict(c) for c in concepts), key=lambda r: r["id"])
+        if dropped:
+            log.info("upsert_concepts: %d duplicate ids in the batch (last row wins)", dropped)
+        by_role: dict[str, list[dict]] = {}
+        for r in rows:
+            if r.get("role") not in ROLES:
+                raise InputError(f"concept {r.get('id')!r}: role {r.get('role')!r} is not one of {ROLES}",
+                                 fix="fix the concept's role in the concept file")
+            by_role.setdefault(r["role"], []).append(
+                {
+                    "id": str(r["id"]),
+                    "role": r["role"],
+                    "name": r.get("name") or r["id"],
+                    "synonyms": list(r.get("synonyms") or []),
+                    "definition": r.get("definition") or "",
+                    "leak": r.get("leak"),
+                }
+            )
+        n = 0
+        for role, rs in by_role.items():
+            for res in self._run_batched("merge_concepts", rs, label=role):
+                n += int(res.get("written") or 0)
+        return n
+
+    def upsert_studies(self, studies: Iterable[Mapping[str, Any]]) -> int:
+        rows, dropped = dedupe(
+            ({"id": str(s["id"]), "split": s.get("split"), "modality": s.get("modality"),
+              "content_hash": s.get("content_hash")} for s in studies),
+            key=lambda r: r["id"],
+        )
+        if dropped:
+            log.info("upsert_studies: %d duplicate ids in the batch (last row wins)", dropped)
+        return sum(int(r.get("written") or 0) for r in self._run_batched("merge_studies", rows))
+
+    def upsert_mentions(self, mentions: Iterable[Mapping[str, Any]]) -> int:
+        rows = []
+        for m in mentions:
+            if m.get("assertion") not in ASSERTIONS:
+                raise InputError(f"mention {m.get('study_id')}/{m.get('concept')}: bad assertion {m.get('assertion')!r}",
+                                 fix=f"use one of {ASSERTIONS}")
+            rows.append({"study_id": str(m["study_id"]), "concept": str(m["concept"]),
+                         "assertion": m["assertion"], "count": int(m.get("count") or 1),
+                         "section": m.get("section"), "sentence": m.get("sentence")})
+        rows, dropped = dedupe(rows, key=lambda r: (r["study_id"], r["concept"]))
+        if dropped:
+            log.info("upsert_mentions: %d duplicate (study, concept) rows (last row wins)", dropped)
+        return sum(int(r.get("written") or 0) for r in self._run_batched("merge_mentions", rows))
+
+    def delete_mentions(self, study_ids: Sequence[str]) -> int:
+        n = 0
+        ids = [str(s) for s in study_ids]
+        for chunk in _chunks(ids, self.batch_size):
+            res = self._run("delete_mentions", {"ids": list(chunk)})
+            n += int(res[0]["deleted"]) if res else 0
+        return n
+
+    def delete_studies(self, study_ids: Sequence[str]) -> int:
+        ids = [str(s) for s in study_ids]
+        for chunk in _chunks(ids, self.batch_size):
+            self._run("delete_studies", {"ids": list(chunk)})
+        return len(ids)
+
+    def upsert_edges(self, edges: Iterable[Edge | Mapping[str, Any]], *, overwrite_locked: bool = False) -> UpsertReport:
+        rows, dropped = dedupe((edge_row(e) for e in edges), key=lambda r: (r["src"], r["dst"]))
+        if dropped:
+            log.warning("upsert_edges: %d duplicate (src, dst) rows in the batch; the last row of each key wins", dropped)
+        known = {c["id"] for c in self.concepts()} if rows else set()
+        missing = sorted({x for r in rows for x in (r["src"], r["dst"]) if x not in known})
+        if missing:
+            raise InputError(
+                f"edges reference unknown concepts: {missing[:10]}",
+                fix="upsert the concepts first (kgrag ingest does), or fix the edge endpoints",
+            )
+        rep = UpsertReport(duplicates_dropped=dropped)
+        for res in self._run_batched("merge_edges", rows, {"overwrite_locked": bool(overwrite_locked)}):
+            rep.written += 1
+            if res.get("kept_locked"):
+                rep.skipped_locked.append((res["src"], res["dst"]))
+        return rep
+
+    def set_status(self, src: str, dst: str, status: str, *, reviewed_by: str, note: str | None = None,
+                   locked: bool = True, reviewed_at: str | None = None) -> dict[str, Any]:
+        if status not in EDGE_STATUSES:
+            raise InputError(f"status {status!r} is not one of {EDGE_STATUSES}", fix="use proposed, accepted or rejected")
+        if not reviewed_by:
+            raise InputError("a review needs a reviewer name", fix="pass --by NAME")
+        if reviewed_at is None:
+            from datetime import UTC, datetime
+
+            reviewed_at = datetime.now(UTC).isoformat(timespec="seconds")
+        res = self._run("set_edge_status", {"src": src, "dst": dst, "status": status, "reviewed_by": reviewed_by,
+                                            "reviewed_at": reviewed_at, "note": note, "locked": bool(locked)})
+        if not res:
+            raise GraphStoreError(f"no CAUSES edge {src} -> {dst}", fix="list edges with 'kgrag kg show' or 'kgrag curate export'")
+        return res[0]
+
+    def delete_edges(self, keys: Sequence[tuple[str, str]]) -> int:
+        ks = [{"src": s, "dst": d} for s, d in keys]
+        for chunk in _chunks(ks, self.batch_size):
+            self._run("delete_edges", {"keys": list(chunk)})
+        return len(ks)
+
+    # -- reads -------------------------------------------------------------------------
+    def concepts(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._run("get_concepts")]
+
+    def edges(self, status: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for r in self._run("get_edges", {"status": status}):
+            props = dict(r["props"] or {})
+            row = {k: props.get(k) for k in _EDGE_FIELDS}
+            row.update(src=r["src"], dst=r["dst"], src_role=r["src_role"], dst_role=r["dst_role"])
+            row["locked"] = bool(row.get("locked"))
+            for k in ("evidence_studies", "evidence_spans"):
+                row[k] = list(row.get(k) or [])
+            out.append(row)
+        return out
+
+    def study_ids(self) -> set[str]:
+        return {r["id"] for r in self._run("get_study_ids")}
+
+    def counts(self) -> dict[str, int]:
+        r = self._run("count_graph")[0]
+        return {k: int(r.get(k) or 0) for k in ("concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected")}
+
+    # -- scoring -----------------------------------------------------------------------
+    @staticmethod
+    def _observed(observed: Mapping[str, float]) -> list[dict[str, Any]]:
+        rows = []
+        for k, q in observed.items():
+            q = float(q)
+            if not 0.0 <= q <= 1.0:
+                raise InputError(f"observed probability for {k!r} is {q}, not in [0, 1]", fix="pass probabilities")
+            if q > 0.0:
+                rows.append({"id": str(k), "q": q})
+        return rows or _NO_OBSERVATION
+
+    def concept_probabilities(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                              default_leak: float | None = None) -> dict[str, float]:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return {}
+        res = self._run("score_concepts", {"targets": targets, "observed": self._observed(observed),
+                                           "max_len": int(max_len),
+                                           "default_leak": float(self.default_leak if default_leak is None else default_leak)})
+        return {r["concept"]: float(r["probability"]) for r in res}
+
+    def causal_scores(self, candidates: Sequence[Candidate], observed: Mapping[str, float], *, max_len: int = 3,
+                      default_leak: float | None = None) -> list[CandidateScore]:
+        cands = []
+        for c in candidates:
+            items = [{"concept": x, "assertion": "present"} for x in dict.fromkeys(c.present)]
+            items += [{"concept": x, "assertion": "absent"} for x in dict.fromkeys(c.absent)]
+            cands.append({"id": c.id, "items": items})
+        targets = sorted({it["concept"] for c in cands for it in c["items"]})
+        by_id: dict[str, CandidateScore] = {}
+        if targets:
+            res = self._run("score_candidates", {
+                "targets": targets, "observed": self._observed(observed), "max_len": int(max_len),
+                "default_leak": float(self.default_leak if default_leak is None else default_leak),
+                "candidates": [c for c in cands if c["items"]], "eps": LOG_EPS})
+            for r in res:
+                items = [dict(x) for x in r["items"]]
+                order = {(it["concept"], it["assertion"]): i for i, it in enumerate(
+                    next(c for c in cands if c["id"] == r["id"])["items"])}
+                items.sort(key=lambda x: order.get((x["concept"], x["assertion"]), 0))
+                for x in items:
+                    x["probability"] = float(x["probability"])
+                by_id[r["id"]] = CandidateScore(r["id"], float(r["loglik"]), int(r["n"]), items)
+        return [by_id.get(c["id"], CandidateScore(c["id"], None, 0, [])) for c in cands]
+
+    def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+              limit: int = 5) -> dict[str, list[Path]]:
+        targets = list(dict.fromkeys(targets))
+        out: dict[str, list[Path]] = {t: [] for t in targets}
+        obs = [o for o in self._observed(observed) if o["id"]]
+        if not targets or not obs:
+            return out
+        for r in self._run("get_paths", {"observed": obs, "targets": targets, "max_len": int(max_len)}):
+            out[r["target"]].append(Path(list(r["nodes"]), float(r["strength"])))
+        for t in out:
+            out[t].sort(key=lambda p: (-p.strength, p.nodes))
+            out[t] = out[t][:limit]
+        return out
+
+    # -- whole graph ---------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        return {"format": "kgrag.graph.v1", "concepts": self.concepts(),
+                "edges": [{k: v for k, v in e.items() if k not in ("src_role", "dst_role")} for e in self.edges()]}
+
+    def import_(self, data: Mapping[str, Any]) -> None:
+        if data.get("format") not in (None, "kgrag.graph.v1"):
+            raise InputError(f"unknown graph export format {data.get('format')!r}", fix="export with this kgrag version")
+        self.upsert_concepts(data.get("concepts", []))
+        self.upsert_edges(data.get("edges", []), overwrite_locked=True)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep a JSON-serialisable value with the graph (e.g. the build parameters)."""
+        self._run("set_meta", {"key": key, "value": json.dumps(value, sort_keys=True, default=str)})
+
+    def get_meta(self, key: str) -> Any:
+        res = self._run("get_meta", {"key": key})
+        return json.loads(res[0]["value"]) if res and res[0]["value"] is not None else None
+
+    def version(self, params: Mapping[str, Any] | None = None) -> str:
+        """Hash of the accepted edges and the build parameters (stored ones when None)."""
+        if params is None:
+            params = self.get_meta("build_params") or {}
+        accepted = sorted((e["src"], e["dst"], round(float(e["p"] or 0.0), 6)) for e in self.edges("accepted"))
+        blob = json.dumps({"edges": accepted, "params": dict(params or {})}, sort_keys=True, default=str)
+        return "g-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
