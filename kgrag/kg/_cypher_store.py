@@ -48,9 +48,26 @@ def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield rows[i : i + size]
 
 
+def check_id(kind: str, value: Any) -> str:
+    """Ids are non-empty strings without leading/trailing whitespace.
+
+    Besides being data errors, such ids crash FalkorDB 4.16.3: a MERGE of a value
+    ending in whitespace on a property under GRAPH.CONSTRAINT UNIQUE segfaults the
+    server (EnforceUniqueEntity).  They are rejected here, before any engine sees them.
+    """
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InputError(
+            f"{kind} id {value!r} is empty, not a string, or has leading/trailing whitespace",
+            fix=f"strip the {kind} id in the source record",
+        )
+    return value
+
+
 def edge_row(e: Edge | Mapping[str, Any]) -> dict[str, Any]:
     d = _as_dict(e)
     row = {k: d.get(k) for k in _EDGE_FIELDS}
+    check_id("concept", row["src"])
+    check_id("concept", row["dst"])
     base = Edge(src=d["src"], dst=d["dst"], p=d.get("p", 0.0))
     for k in _EDGE_FIELDS:
         if row[k] is None:
@@ -127,7 +144,7 @@ class CypherGraphStore:
                                  fix="fix the concept's role in the concept file")
             by_role.setdefault(r["role"], []).append(
                 {
-                    "id": str(r["id"]),
+                    "id": check_id("concept", r.get("id")),
                     "role": r["role"],
                     "name": r.get("name") or r["id"],
                     "synonyms": list(r.get("synonyms") or []),
@@ -143,7 +160,7 @@ class CypherGraphStore:
 
     def upsert_studies(self, studies: Iterable[Mapping[str, Any]]) -> int:
         rows, dropped = dedupe(
-            ({"id": str(s["id"]), "split": s.get("split"), "modality": s.get("modality"),
+            ({"id": check_id("study", s.get("id")), "split": s.get("split"), "modality": s.get("modality"),
               "content_hash": s.get("content_hash")} for s in studies),
             key=lambda r: r["id"],
         )
@@ -157,7 +174,7 @@ class CypherGraphStore:
             if m.get("assertion") not in ASSERTIONS:
                 raise InputError(f"mention {m.get('study_id')}/{m.get('concept')}: bad assertion {m.get('assertion')!r}",
                                  fix=f"use one of {ASSERTIONS}")
-            rows.append({"study_id": str(m["study_id"]), "concept": str(m["concept"]),
+            rows.append({"study_id": check_id("study", m.get("study_id")), "concept": check_id("concept", m.get("concept")),
                          "assertion": m["assertion"], "count": int(m.get("count") or 1),
                          "section": m.get("section"), "sentence": m.get("sentence")})
         rows, dropped = dedupe(rows, key=lambda r: (r["study_id"], r["concept"]))

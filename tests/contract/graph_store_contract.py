@@ -1,0 +1,250 @@
+"""The GraphStore contract, written once and run on every backend.
+
+Subclasses provide a ``store`` fixture yielding an empty store with its schema.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kgrag.errors import GraphStoreError, InputError
+from kgrag.kg import scoring
+from kgrag.kg.store import Candidate
+
+TINY_CONCEPTS = [
+    {"id": "a", "role": "ImageFinding", "name": "A"},
+    {"id": "b", "role": "Finding", "name": "B"},
+    {"id": "c", "role": "Diagnosis", "name": "C"},
+    {"id": "d", "role": "Finding", "name": "D"},
+]
+# a -> b (0.5), b -> c (0.4), a -> c (0.2), a -> d (0.9, proposed: never used)
+TINY_EDGES = [
+    {"src": "a", "dst": "b", "p": 0.5, "status": "accepted"},
+    {"src": "b", "dst": "c", "p": 0.4, "status": "accepted"},
+    {"src": "a", "dst": "c", "p": 0.2, "status": "accepted"},
+    {"src": "a", "dst": "d", "p": 0.9, "status": "proposed"},
+]
+NASTY = [
+    "it's",
+    'say "hi"',
+    "back`tick`",
+    "a // not a comment",
+    "line1\nline2\r\nline3",
+    "$param {x} ${y}",
+    "'); MATCH (n) DETACH DELETE n; //",
+    "\\ backslash \\\\ and \\' escaped",
+    "unicode: ✓ μ 肺",
+    "}]) RETURN 1 //",
+]
+
+
+class GraphStoreContract:
+    @pytest.fixture
+    def tiny(self, store):
+        store.upsert_concepts(TINY_CONCEPTS)
+        store.upsert_edges(TINY_EDGES)
+        return store
+
+    # -- upserts ------------------------------------------------------------------
+    def test_upserts_are_idempotent(self, store):
+        for _ in range(2):
+            store.upsert_concepts(TINY_CONCEPTS)
+            store.upsert_studies([{"id": "s1", "split": "train", "modality": "radiology", "content_hash": "h"}])
+            store.upsert_mentions([{"study_id": "s1", "concept": "a", "assertion": "present", "count": 2}])
+            store.upsert_edges(TINY_EDGES)
+        c = store.counts()
+        assert (c["concepts"], c["studies"], c["asserts"], c["edges"]) == (4, 1, 1, 4)
+        assert (c["accepted"], c["proposed"], c["rejected"]) == (3, 1, 0)
+        roles = {x["id"]: x["role"] for x in store.concepts()}
+        assert roles == {"a": "ImageFinding", "b": "Finding", "c": "Diagnosis", "d": "Finding"}
+
+    @pytest.mark.parametrize("n", [1, 5000])
+    def test_batch_sizes(self, store, n):
+        store.upsert_concepts(
+            [{"id": f"x{i}", "role": "Finding"} for i in range(n)] + [{"id": "root", "role": "ImageFinding"}]
+        )
+        rep = store.upsert_edges([{"src": "root", "dst": f"x{i}", "p": 0.5} for i in range(n)])
+        assert rep.written == n
+        c = store.counts()
+        assert c["concepts"] == n + 1 and c["edges"] == n
+
+    def test_duplicate_keys_in_one_batch_last_wins(self, store):
+        store.upsert_concepts(TINY_CONCEPTS + [{"id": "a", "role": "ImageFinding", "name": "A2"}])
+        rows = [{"src": "a", "dst": "b", "p": 0.1}] * 50 + [{"src": "a", "dst": "b", "p": 0.7}]
+        rep = store.upsert_edges(rows)
+        assert rep.duplicates_dropped == 50
+        edges = store.edges()
+        assert len(edges) == 1 and edges[0]["p"] == pytest.approx(0.7)
+        assert {x["id"]: x["name"] for x in store.concepts()}["a"] == "A2"
+        store.upsert_studies([{"id": "s"}, {"id": "s", "split": "val"}])
+        store.upsert_mentions([{"study_id": "s", "concept": "a", "assertion": "absent"}] * 3)
+        assert store.counts()["asserts"] == 1
+
+    def test_values_stored_verbatim(self, store):
+        store.upsert_concepts([{"id": s, "role": "Finding", "name": s + "\n", "synonyms": [s, s + "!"], "definition": s} for s in NASTY]
+                              + [{"id": "root", "role": "ImageFinding"}])
+        store.upsert_edges([{"src": "root", "dst": s, "p": 0.3, "note": s, "evidence_spans": [s]} for s in NASTY])
+        got = {c["id"]: c for c in store.concepts()}
+        for s in NASTY:
+            assert got[s]["name"] == s + "\n" and got[s]["definition"] == s and got[s]["synonyms"] == [s, s + "!"]
+        notes = {e["dst"]: e for e in store.edges()}
+        for s in NASTY:
+            assert notes[s]["note"] == s and notes[s]["evidence_spans"] == [s]
+        assert store.counts()["concepts"] == len(NASTY) + 1
+        store.set_status("root", NASTY[6], "rejected", reviewed_by=NASTY[0], note=NASTY[4])
+        e = {x["dst"]: x for x in store.edges()}[NASTY[6]]
+        assert e["reviewed_by"] == NASTY[0] and e["note"] == NASTY[4]
+
+    @pytest.mark.parametrize("bad", ["", " a", "a ", "a\n", "a\r\n", "a\t", None, 3])
+    def test_bad_ids_rejected_before_the_engine(self, store, bad):
+        with pytest.raises(InputError, match="id"):
+            store.upsert_concepts([{"id": bad, "role": "Finding"}])
+        with pytest.raises(InputError, match="id"):
+            store.upsert_studies([{"id": bad}])
+        store.upsert_concepts([{"id": "ok", "role": "Finding"}])  # the engine is still alive
+        assert store.counts()["concepts"] == 1
+
+    def test_edges_need_known_concepts(self, store):
+        store.upsert_concepts(TINY_CONCEPTS)
+        with pytest.raises(InputError, match="unknown concepts"):
+            store.upsert_edges([{"src": "a", "dst": "nope", "p": 0.5}])
+        with pytest.raises(InputError):
+            store.upsert_edges([{"src": "a", "dst": "b", "p": 1.5}])
+        assert store.counts()["edges"] == 0
+
+    # -- curation -----------------------------------------------------------------
+    def test_status_change_and_lock_survive_upsert(self, tiny):
+        r = tiny.set_status("a", "d", "accepted", reviewed_by="kim", note="seen on CT", reviewed_at="2026-01-01T00:00:00+00:00")
+        assert r["status"] == "accepted" and r["locked"] is True
+        rep = tiny.upsert_edges([{"src": "a", "dst": "d", "p": 0.33, "status": "rejected", "reviewed_by": None}])
+        assert rep.skipped_locked == [("a", "d")]
+        e = {(x["src"], x["dst"]): x for x in tiny.edges()}[("a", "d")]
+        assert e["status"] == "accepted" and e["reviewed_by"] == "kim" and e["note"] == "seen on CT" and e["locked"]
+        assert e["p"] == pytest.approx(0.33)  # statistics refresh
+        tiny.upsert_edges([{"src": "a", "dst": "d", "p": 0.33, "status": "rejected"}], overwrite_locked=True)
+        e = {(x["src"], x["dst"]): x for x in tiny.edges()}[("a", "d")]
+        assert e["status"] == "rejected" and not e["locked"]
+
+    def test_set_status_on_missing_edge(self, tiny):
+        with pytest.raises(GraphStoreError, match="no CAUSES edge"):
+            tiny.set_status("c", "a", "accepted", reviewed_by="kim")
+        with pytest.raises(InputError):
+            tiny.set_status("a", "b", "maybe", reviewed_by="kim")
+
+    def test_edges_by_status(self, tiny):
+        assert {(e["src"], e["dst"]) for e in tiny.edges("proposed")} == {("a", "d")}
+        assert len(tiny.edges("accepted")) == 3
+
+    def test_cycle_detection(self, tiny):
+        assert scoring.find_cycles(tiny.edges()) == []
+        tiny.upsert_edges([{"src": "c", "dst": "a", "p": 0.1, "status": "accepted"}])
+        cycles = scoring.find_cycles(tiny.edges())
+        assert cycles and all(set(c) <= {"a", "b", "c"} for c in cycles)
+        # the engine still answers on a cyclic graph: simple paths only
+        probs = tiny.concept_probabilities({"a": 1.0}, ["c"])
+        assert probs["c"] == pytest.approx(scoring.concept_probabilities(tiny.edges(), {"a": 1.0}, ["c"])["c"], abs=1e-9)
+
+    # -- whole graph --------------------------------------------------------------
+    def test_export_import_roundtrip_and_version(self, tiny, store_factory):
+        tiny.set_status("a", "b", "accepted", reviewed_by="kim", reviewed_at="2026-01-01T00:00:00+00:00")
+        data = tiny.export()
+        v1 = tiny.version({"tau": 0.7})
+        other = store_factory()
+        other.import_(data)
+        assert other.export() == data
+        assert other.version({"tau": 0.7}) == v1
+        assert tiny.version({"tau": 0.5}) != v1
+        tiny.set_status("a", "d", "accepted", reviewed_by="kim")
+        assert tiny.version({"tau": 0.7}) != v1
+
+    def test_delete_mentions_and_studies(self, store):
+        store.upsert_concepts(TINY_CONCEPTS)
+        store.upsert_studies([{"id": "s1"}, {"id": "s2"}])
+        store.upsert_mentions([{"study_id": s, "concept": c, "assertion": "present"} for s in ("s1", "s2") for c in ("a", "b")])
+        assert store.delete_mentions(["s1"]) == 2
+        assert store.counts()["asserts"] == 2
+        store.delete_studies(["s2"])
+        assert store.study_ids() == {"s1"} and store.counts()["asserts"] == 0
+
+    # -- causal scoring: hand-computed values and the Python reference ----------------
+    def test_concept_probabilities_hand_computed(self, tiny):
+        p = tiny.concept_probabilities({"a": 1.0}, ["a", "b", "c", "d", "unknown"], default_leak=0.01)
+        # b: 1 - (1-0.01)(1-0.5)              = 1 - 0.99*0.5       = 0.505
+        # c: paths a->b->c (0.5*0.4=0.2), a->c (0.2): 1 - 0.99*0.8*0.8 = 0.3664
+        # d: only a proposed edge -> leak      = 0.01
+        # a: observed with q=1                 = 1.0
+        assert p["b"] == pytest.approx(0.505, abs=1e-9)
+        assert p["c"] == pytest.approx(0.3664, abs=1e-9)
+        assert p["d"] == pytest.approx(0.01, abs=1e-9)
+        assert p["a"] == pytest.approx(1.0, abs=1e-9)
+        assert p["unknown"] == pytest.approx(0.01, abs=1e-9)
+        # soft evidence q=0.9: c = 1 - 0.99*(1-0.18)*(1-0.18) = 1 - 0.99*0.6724 = 0.334324
+        assert tiny.concept_probabilities({"a": 0.9}, ["c"])["c"] == pytest.approx(0.334324, abs=1e-9)
+
+    def test_max_len_limits_paths(self, tiny):
+        # with max_len 1 only a->c counts: 1 - 0.99*0.8 = 0.208
+        assert tiny.concept_probabilities({"a": 1.0}, ["c"], max_len=1)["c"] == pytest.approx(0.208, abs=1e-9)
+
+    def test_causal_scores_hand_computed(self, tiny):
+        cands = [Candidate("r1", ["c"], ["b"]), Candidate("empty"), Candidate("r3", ["x"], ["a"])]
+        got = tiny.causal_scores(cands, {"a": 0.9}, default_leak=0.01)
+        assert [g.id for g in got] == ["r1", "empty", "r3"]
+        # r1: P(c)=0.334324 present, P(b)=1-0.99*(1-0.45)=0.4555 absent
+        expected_r1 = (math.log(0.334324) + math.log(1 - 0.4555)) / 2
+        assert got[0].loglik == pytest.approx(expected_r1, abs=1e-9) and got[0].n == 2
+        assert got[1].loglik is None and got[1].n == 0
+        # r3: x unknown -> leak 0.01 present; a observed q=0.9 -> P(a)=1-0.99*0.1=0.901 absent
+        assert got[2].loglik == pytest.approx((math.log(0.01) + math.log(0.099)) / 2, abs=1e-9)
+        ref = scoring.candidate_scores(tiny.edges(), cands, {"a": 0.9})
+        for g, r in zip(got, ref, strict=True):
+            assert (g.loglik is None) == (r.loglik is None)
+            if g.loglik is not None:
+                assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
+            for gi, ri in zip(g.per_concept, r.per_concept, strict=True):
+                assert gi["concept"] == ri["concept"] and gi["probability"] == pytest.approx(ri["probability"], abs=1e-9)
+
+    def test_scores_match_reference_on_random_graph(self, store):
+        import random
+
+        rnd = random.Random(7)
+        imgs = [f"i{k}" for k in range(4)]
+        finds = [f"f{k}" for k in range(5)]
+        diags = [f"d{k}" for k in range(3)]
+        store.upsert_concepts([{"id": x, "role": "ImageFinding"} for x in imgs]
+                              + [{"id": x, "role": "Finding"} for x in finds]
+                              + [{"id": x, "role": "Diagnosis", "leak": 0.02 + 0.01 * k} for k, x in enumerate(diags)])
+        edges = []
+        for s in imgs:
+            for d in rnd.sample(finds, 3):
+                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": rnd.choice(["accepted", "accepted", "proposed"])})
+        for i, s in enumerate(finds):
+            for d in finds[i + 1:]:
+                if rnd.random() < 0.3:
+                    edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
+            for d in rnd.sample(diags, 2):
+                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
+        store.upsert_edges(edges)
+        leaks = {c["id"]: c["leak"] for c in store.concepts()}
+        observed = {"i0": 0.9, "i2": 0.4, "f1": 1.0}
+        targets = finds + diags + imgs
+        got = store.concept_probabilities(observed, targets, default_leak=0.01)
+        ref = scoring.concept_probabilities(edges, observed, targets, leaks=leaks, default_leak=0.01)
+        for t in targets:
+            assert got[t] == pytest.approx(ref[t], abs=1e-9), t
+        cands = [Candidate(f"r{k}", rnd.sample(targets, 3), rnd.sample(targets, 2)) for k in range(10)]
+        for g, r in zip(store.causal_scores(cands, observed), scoring.candidate_scores(edges, cands, observed, leaks=leaks), strict=True):
+            assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
+        gp = store.paths(observed, diags, limit=50)
+        rp = scoring.paths(edges, observed, diags, limit=50)
+        for d in diags:
+            assert sorted((tuple(p.nodes), round(p.strength, 9)) for p in gp[d]) == sorted(
+                (tuple(p.nodes), round(p.strength, 9)) for p in rp[d])
+
+    def test_paths_strongest_first(self, tiny):
+        got = tiny.paths({"a": 1.0}, ["c", "d"])
+        assert [p.nodes for p in got["c"]] in (
+            [["a", "b", "c"], ["a", "c"]], [["a", "c"], ["a", "b", "c"]])
+        assert all(p.strength == pytest.approx(0.2, abs=1e-9) for p in got["c"])
+        assert got["d"] == []  # proposed edges never form paths
