@@ -1,0 +1,1 @@
+"""Synthetic phantom corpus drawn from a known structural causal model."""
