@@ -1,0 +1,1 @@
+"""Corpus ingest: readers, sections, concept extraction, images, docstore."""

@@ -1,0 +1,216 @@
+"""The docstore: SQLite (WAL) under ``$KGRAG_HOME`` holding studies, sections,
+mentions, images and ingest runs.  Study ids are the manifest ids."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgrag.types import Mention, Section
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY, split TEXT, modality TEXT, report TEXT NOT NULL,
+    findings TEXT, impression TEXT, labels TEXT, questions TEXT, meta TEXT,
+    content_hash TEXT NOT NULL, graph_synced INTEGER NOT NULL DEFAULT 0,
+    run_id INTEGER, updated_at TEXT DEFAULT (datetime('now'))
+);
+CREATE INDEX IF NOT EXISTS studies_split ON studies(split);
+CREATE TABLE IF NOT EXISTS sections (
+    study_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT, start INTEGER, end INTEGER, text TEXT,
+    PRIMARY KEY (study_id, idx)
+);
+CREATE TABLE IF NOT EXISTS mentions (
+    study_id TEXT NOT NULL, idx INTEGER NOT NULL, concept TEXT, role TEXT, assertion TEXT, section TEXT,
+    sentence TEXT, start INTEGER, end INTEGER, text TEXT, extractor TEXT, extractor_version TEXT,
+    PRIMARY KEY (study_id, idx)
+);
+CREATE INDEX IF NOT EXISTS mentions_concept ON mentions(concept);
+CREATE TABLE IF NOT EXISTS images (
+    study_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT, status TEXT, error TEXT, width INTEGER, height INTEGER,
+    PRIMARY KEY (study_id, idx)
+);
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, started_at TEXT DEFAULT (datetime('now')),
+    finished_at TEXT, n_read INTEGER, n_written INTEGER, n_unchanged INTEGER, n_failed INTEGER, report_path TEXT
+);
+"""
+_RANK = {"present": 2, "uncertain": 1, "absent": 0}
+
+
+@dataclass(slots=True)
+class StoredStudy:
+    id: str
+    split: str
+    modality: str
+    report: str
+    findings: str | None
+    impression: str | None
+    images: list[str] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    content_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class DocStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(_SCHEMA)
+        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DocStore:
+        return cls(settings.docstore_path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> DocStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------
+    def hashes(self) -> dict[str, tuple[str, int]]:
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, content_hash, graph_synced FROM studies")}
+
+    def write_batch(self, records: Iterable[dict[str, Any]], run_id: int | None = None) -> int:
+        """Replace whole studies (row, sections, mentions, images) in one transaction."""
+        recs = list(records)
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for r in recs:
+                sid = r["id"]
+                for t in ("sections", "mentions", "images"):
+                    cur.execute(f"DELETE FROM {t} WHERE study_id = ?", (sid,))  # noqa: S608 - fixed table names
+                cur.execute(
+                    "INSERT OR REPLACE INTO studies(id, split, modality, report, findings, impression, labels, questions,"
+                    " meta, content_hash, graph_synced, run_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,0,?,datetime('now'))",
+                    (sid, r["split"], r["modality"], r["report"], r.get("findings"), r.get("impression"),
+                     json.dumps(r.get("labels") or {}), json.dumps(r.get("questions") or []),
+                     json.dumps(r.get("meta") or {}), r["content_hash"], run_id),
+                )
+                cur.executemany(
+                    "INSERT INTO sections VALUES (?,?,?,?,?,?)",
+                    [(sid, i, s.name, s.start, s.end, s.text) for i, s in enumerate(r["sections"])],
+                )
+                cur.executemany(
+                    "INSERT INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(sid, i, m.concept, m.role, m.assertion, m.section, m.sentence, m.start, m.end, m.text,
+                      m.extractor, m.extractor_version) for i, m in enumerate(r["mentions"])],
+                )
+                cur.executemany(
+                    "INSERT INTO images VALUES (?,?,?,?,?,?,?)",
+                    [(sid, i, im["path"], im["status"], im.get("error"), im.get("width"), im.get("height"))
+                     for i, im in enumerate(r["images"])],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return len(recs)
+
+    def mark_synced(self, ids: Iterable[str]) -> None:
+        self.conn.executemany("UPDATE studies SET graph_synced = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def start_run(self, source: str) -> int:
+        return int(self.conn.execute("INSERT INTO ingest_runs(source) VALUES (?)", (source,)).lastrowid)
+
+    def finish_run(self, run_id: int, **counts: Any) -> None:
+        self.conn.execute(
+            "UPDATE ingest_runs SET finished_at = datetime('now'), n_read = ?, n_written = ?, n_unchanged = ?,"
+            " n_failed = ?, report_path = ? WHERE id = ?",
+            (counts.get("n_read"), counts.get("n_written"), counts.get("n_unchanged"), counts.get("n_failed"),
+             counts.get("report_path"), run_id),
+        )
+
+    # -- reads -------------------------------------------------------------------------
+    def _study(self, row: sqlite3.Row) -> StoredStudy:
+        imgs = [r[0] for r in self.conn.execute(
+            "SELECT path FROM images WHERE study_id = ? AND status = 'ok' ORDER BY idx", (row["id"],))]
+        return StoredStudy(row["id"], row["split"], row["modality"], row["report"], row["findings"], row["impression"],
+                           imgs, json.loads(row["labels"] or "{}"), json.loads(row["questions"] or "[]"),
+                           row["content_hash"], json.loads(row["meta"] or "{}"))
+
+    def studies(self, split: str | None = None, modality: str | None = None) -> Iterator[StoredStudy]:
+        q, args = "SELECT * FROM studies WHERE 1=1", []
+        if split is not None:
+            q += " AND split = ?"
+            args.append(split)
+        if modality is not None:
+            q += " AND modality = ?"
+            args.append(modality)
+        for row in self.conn.execute(q + " ORDER BY id", args).fetchall():
+            yield self._study(row)
+
+    def get_study(self, study_id: str) -> StoredStudy | None:
+        row = self.conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        return self._study(row) if row else None
+
+    def study_ids(self, split: str | None = None) -> list[str]:
+        if split is None:
+            return [r[0] for r in self.conn.execute("SELECT id FROM studies ORDER BY id")]
+        return [r[0] for r in self.conn.execute("SELECT id FROM studies WHERE split = ? ORDER BY id", (split,))]
+
+    def splits(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT id, split FROM studies")}
+
+    def sections(self, study_id: str) -> list[Section]:
+        return [Section(study_id, r["name"], r["text"], r["start"], r["end"]) for r in self.conn.execute(
+            "SELECT * FROM sections WHERE study_id = ? ORDER BY idx", (study_id,))]
+
+    def mentions(self, study_id: str | None = None, split: str | None = None) -> Iterator[Mention]:
+        q = "SELECT m.* FROM mentions m JOIN studies s ON s.id = m.study_id WHERE 1=1"
+        args: list[Any] = []
+        if study_id is not None:
+            q += " AND m.study_id = ?"
+            args.append(study_id)
+        if split is not None:
+            q += " AND s.split = ?"
+            args.append(split)
+        for r in self.conn.execute(q + " ORDER BY m.study_id, m.idx", args):
+            yield Mention(r["study_id"], r["concept"], r["role"], r["assertion"], r["section"], r["sentence"],
+                          r["start"], r["end"], r["text"], r["extractor"], r["extractor_version"])
+
+    def study_concepts(self, split: str | None = None) -> dict[str, dict[str, str]]:
+        """study -> {concept: assertion}, one per concept: present > uncertain > absent.
+        Every study of the split appears, also those with no mention."""
+        out: dict[str, dict[str, str]] = {sid: {} for sid in self.study_ids(split)}
+        for m in self.mentions(split=split):
+            cur = out.setdefault(m.study_id, {})
+            if m.concept not in cur or _RANK[m.assertion] > _RANK[cur[m.concept]]:
+                cur[m.concept] = m.assertion
+        return out
+
+    def images(self, study_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM images WHERE study_id = ? ORDER BY idx", (study_id,))]
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for t in ("studies", "sections", "mentions", "images"):
+            out[t] = int(self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # noqa: S608
+        out["unsynced"] = int(self.conn.execute("SELECT count(*) FROM studies WHERE graph_synced = 0").fetchone()[0])
+        return out
+
+    def dump(self) -> dict[str, list[tuple]]:
+        """A canonical dump of the content tables (for equality checks)."""
+        out = {}
+        for t, cols in (("studies", "id, split, modality, report, findings, impression, labels, questions, meta, content_hash, graph_synced"),
+                        ("sections", "*"), ("mentions", "*"), ("images", "*")):
+            out[t] = [tuple(r) for r in self.conn.execute(f"SELECT {cols} FROM {t} ORDER BY 1, 2")]  # noqa: S608
+        return out

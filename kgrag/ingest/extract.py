@@ -1,0 +1,190 @@
+"""Rule-based concept extraction: lexicon + medspaCy ConText assertion.
+
+Assertion (``rules.v1``):
+
+- ``absent``: a negation cue in scope (``no``, ``without``, ``free of``,
+  ``resolved``; lists such as "no X, Y, or Z"), or a lexicon phrase that states
+  normality ("heart size is normal" → cardiomegaly absent).
+- ``uncertain``: hedges and hypotheticals ("possible", "likely", "may represent",
+  "cannot exclude", "evaluate for", "rule out"), and historical mentions
+  ("history of", "prior"): they say nothing certain about this study, so they are
+  kept apart from present/absent.
+- ``present``: otherwise.
+
+Only negation is overridden when a hedge is also in scope ("cannot exclude" is a
+hedge, not a negation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from kgrag.ingest.sections import split_sections
+from kgrag.ontology import concepts
+from kgrag.types import Mention
+
+log = logging.getLogger(__name__)
+
+EXTRACTOR = "rules"
+EXTRACTOR_VERSION = "rules.v1"
+
+# ConText rules added to medspaCy's defaults (literal, category, direction)
+EXTRA_CONTEXT_RULES = [
+    ("cannot exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("can not exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("cannot be excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("cannot be ruled out", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("not excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("is not excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("may represent", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("could represent", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("may reflect", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("could reflect", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("question of", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("concerning for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspicious for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("vs", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("evaluate for", "HYPOTHETICAL", "FORWARD"),
+    ("evaluation for", "HYPOTHETICAL", "FORWARD"),
+    ("assess for", "HYPOTHETICAL", "FORWARD"),
+    ("rule out", "HYPOTHETICAL", "FORWARD"),
+    ("r/o", "HYPOTHETICAL", "FORWARD"),
+    ("resolution of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("has resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("have resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("resolved", "NEGATED_EXISTENCE", "BIDIRECTIONAL"),
+    ("clear of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("negative for", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no evidence of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no convincing", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no definite", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no focal", "NEGATED_EXISTENCE", "FORWARD"),
+]
+_UNCERTAIN = {"POSSIBLE_EXISTENCE", "HYPOTHETICAL", "HISTORICAL"}
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> list[dict[str, Any]]:
+    text = resources.files("kgrag.resources").joinpath("lexicon.jsonl").read_text("utf-8")
+    rows = [json.loads(x) for x in text.splitlines() if x.strip()]
+    known = concepts()
+    bad = sorted({r["concept"] for r in rows} - set(known))
+    if bad:
+        raise ValueError(f"lexicon.jsonl names unknown concepts {bad}")
+    return rows
+
+
+def _quiet_loguru() -> None:
+    try:
+        from loguru import logger
+
+        logger.disable("PyRuSH")
+    except ImportError:
+        pass
+
+
+def build_nlp():
+    """A medspaCy pipeline: PyRuSH sentences, lexicon target matcher, ConText."""
+    from kgrag.deps import require
+
+    _quiet_loguru()
+    medspacy = require("medspacy")
+    from medspacy.context import ConTextRule
+    from medspacy.ner import TargetRule
+
+    nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
+    rules = []
+    for r in lexicon():
+        meta = {"forced": r["assertion"]} if r.get("assertion") else None
+        rules.append(TargetRule(r["phrase"], r["concept"], attributes=None, metadata=meta))
+    nlp.get_pipe("medspacy_target_matcher").add(rules)
+    nlp.get_pipe("medspacy_context").add(
+        [ConTextRule(lit, cat, direction=d) for lit, cat, d in EXTRA_CONTEXT_RULES]
+    )
+    return nlp
+
+
+def assertion_of(ent) -> str:
+    meta = getattr(ent._, "target_rule", None)
+    forced = None
+    if meta is not None and getattr(meta, "metadata", None):
+        forced = meta.metadata.get("forced")
+    if forced:
+        return forced
+    cats = {m.category for m in ent._.modifiers}
+    if cats & _UNCERTAIN:
+        return "uncertain"
+    if "NEGATED_EXISTENCE" in cats:
+        return "absent"
+    if "FAMILY" in cats:
+        return "uncertain"
+    return "present"
+
+
+class RuleExtractor:
+    """Extract :class:`~kgrag.types.Mention` records from report texts."""
+
+    name = EXTRACTOR
+    version = EXTRACTOR_VERSION
+
+    def __init__(self) -> None:
+        self._nlp = None
+
+    def warm_up(self) -> None:
+        if self._nlp is None:
+            self._nlp = build_nlp()
+
+    def extract(self, study_id: str, text: str) -> list[Mention]:
+        return self.extract_many([(study_id, text)])[0]
+
+    def extract_many(self, items: list[tuple[str, str]], batch_size: int = 64) -> list[list[Mention]]:
+        """Mentions per (study_id, full report text); offsets index the full text.
+
+        Each section body is processed on its own, so headers never sit inside a
+        ConText scope."""
+        self.warm_up()
+        roles = {c.id: c.role for c in concepts().values()}
+        chunks: list[tuple[int, str, int, str]] = []  # (item index, section, offset, text)
+        for i, (sid, text) in enumerate(items):
+            for sec in split_sections(sid, text):
+                lead = len(sec.text) - len(sec.text.lstrip())
+                body = sec.text.strip()
+                if body:
+                    chunks.append((i, sec.name, sec.start + lead, body))
+        out: list[list[Mention]] = [[] for _ in items]
+        docs = self._nlp.pipe([c[3] for c in chunks], batch_size=batch_size)
+        for (i, section, offset, _), doc in zip(chunks, docs, strict=True):
+            sid = items[i][0]
+            for ent in doc.ents:
+                out[i].append(
+                    Mention(
+                        study_id=sid,
+                        concept=ent.label_,
+                        role=roles[ent.label_],
+                        assertion=assertion_of(ent),
+                        section=section,
+                        sentence=ent.sent.text.strip(),
+                        start=offset + ent.start_char,
+                        end=offset + ent.end_char,
+                        text=ent.text,
+                        extractor=self.name,
+                        extractor_version=self.version,
+                    )
+                )
+        return out
+
+
+def study_level(mentions: list[Mention]) -> dict[str, str]:
+    """One assertion per concept: present > uncertain > absent."""
+    rank = {"present": 2, "uncertain": 1, "absent": 0}
+    out: dict[str, str] = {}
+    for m in mentions:
+        if m.concept not in out or rank[m.assertion] > rank[out[m.concept]]:
+            out[m.concept] = m.assertion
+    return out
