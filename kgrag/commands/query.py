@@ -1,0 +1,65 @@
+"""``kgrag query``."""
+
+from __future__ import annotations
+
+import click
+
+from kgrag.commands._common import emit_json, home_option, json_option, settings_for
+
+
+def _print(res: dict) -> None:
+    a = res["answer"]
+    if a and a.get("text"):
+        click.echo(f"ANSWER: {a['text']}")
+    if res["image_findings"]:
+        click.echo("image findings: " + ", ".join(f"{f['concept']} {f['probability']:.2f}" for f in res["image_findings"][:6]))
+    for d in res["diagnoses"][:5]:
+        click.echo(f"diagnosis {d['concept']}: {d['probability']:.2f}")
+        for p in d["paths"][:2]:
+            click.echo(f"    path {' -> '.join(p['nodes'])} ({p['strength']:.2f})")
+        for cf in d["counterfactual"][:2]:
+            click.echo(f"    do({cf['remove']} = absent) -> {cf['probability']:.2f}")
+    click.echo("evidence:")
+    for e in res["evidence"]:
+        ll = "n/a" if e["causal_loglik"] is None else f"{e['causal_loglik']:.2f}"
+        click.echo(f"  {e['rank']:>2}. {e['id']} score {e['score']:.3f} fused {e['similarity']['fused']:.3f} loglik {ll}")
+        for s in e["sentences"][:2]:
+            click.echo(f"        \"{s}\"")
+    c = res["config"]
+    click.echo(f"(graph {c['graph_version']}, index {c['index_version']}, alpha {c['alpha']}, k {c['k']}, rerank {c['rerank']})")
+
+
+@click.command("query")
+@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Query image (repeatable).")
+@click.option("--question", default=None, help="A question about the image (VQA).")
+@click.option("--findings", default=None, help="Findings text, when there is no image (gives V_I).")
+@click.option("--k", type=int, default=None, help="Evidence items returned (default KGRAG_RETRIEVAL__K).")
+@click.option("--n", type=int, default=None, help="Stage-1 candidates reranked.")
+@click.option("--alpha", type=float, default=None, help="Weight of similarity vs causal likelihood (1 = semantic only).")
+@click.option("--rerank", type=click.Choice(["causal", "pagerank", "none"]), default=None)
+@click.option("--modality", default=None, help="Skip the router and search this modality.")
+@click.option("--batch", "batch", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSONL of queries ({images, question, findings}); models load once; one JSON line out per query.")
+@click.option("--model", "model_name", default="default", show_default=True)
+@home_option
+@json_option
+def query(images, question, findings, k, n, alpha, rerank, modality, batch, model_name, home, as_json) -> None:
+    """Retrieve, rerank by the causal graph, explain and answer."""
+    from kgrag.retrieval.pipeline import Query, QueryPipeline, read_batch
+    from kgrag.retrieval.schema import validate_query_output
+
+    settings = settings_for(home)
+    queries = read_batch(batch) if batch else [Query(list(images), question, findings, k, n, alpha, rerank, modality)]
+    for q in queries:
+        q.k, q.n, q.alpha, q.rerank, q.modality = q.k or k, q.n or n, q.alpha if q.alpha is not None else alpha, q.rerank or rerank, q.modality or modality
+    pipe = QueryPipeline.from_settings(settings, model_name=model_name)
+    try:
+        for q in queries:
+            res = pipe.run(q)
+            validate_query_output(res)
+            if as_json or batch:
+                emit_json(res)
+            else:
+                _print(res)
+    finally:
+        pipe.close()

@@ -1,0 +1,1 @@
+"""Multimodal retrieval: encoders, training, FAISS indexes, rerank stages, pipeline."""
