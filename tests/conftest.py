@@ -57,6 +57,11 @@ def _isolated_home(tmp_path, monkeypatch):
         if k.startswith("KGRAG_") and k not in ("KGRAG_HOME",) and not k.startswith("KGRAG_TEST_"):
             monkeypatch.delenv(k, raising=False)
     yield
+    # stop any embedded graph server a test started under its tmp dir
+    for pid in tmp_path.rglob("falkordb.pid"):
+        from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+
+        EmbeddedFalkorDB(pid.parent).stop()
 
 
 @pytest.fixture(scope="session")

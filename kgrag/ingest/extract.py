@@ -106,9 +106,13 @@ def build_nlp():
         meta = {"forced": r["assertion"]} if r.get("assertion") else None
         rules.append(TargetRule(r["phrase"], r["concept"], attributes=None, metadata=meta))
     nlp.get_pipe("medspacy_target_matcher").add(rules)
-    nlp.get_pipe("medspacy_context").add(
-        [ConTextRule(lit, cat, direction=d) for lit, cat, d in EXTRA_CONTEXT_RULES]
-    )
+    # medspaCy's default rules, minus the literals kgrag redefines (its defaults read
+    # "evaluate for" and "cannot exclude" as negation; in reports they are hedges)
+    ours = {lit.lower() for lit, _, _ in EXTRA_CONTEXT_RULES}
+    defaults = [r for r in nlp.get_pipe("medspacy_context").rules if r.literal.lower() not in ours]
+    nlp.remove_pipe("medspacy_context")
+    ctx = nlp.add_pipe("medspacy_context", config={"rules": None})
+    ctx.add(defaults + [ConTextRule(lit, cat, direction=d) for lit, cat, d in EXTRA_CONTEXT_RULES])
     return nlp
 
 

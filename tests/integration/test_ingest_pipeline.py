@@ -1,0 +1,122 @@
+"""End-to-end ingest on the embedded FalkorDB: bad records, idempotence, changes, kill -9 and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kgrag.config import load_settings
+from kgrag.ingest.docstore import DocStore
+from kgrag.ingest.pipeline import ingest
+
+
+def _manifest(tmp_path, n=30, extra=b""):
+    from kgrag.synth.generate import generate
+
+    generate(tmp_path / "c", n, seed=5, progress=False)
+    m = tmp_path / "c" / "manifest.jsonl"
+    if extra:
+        m.write_bytes(m.read_bytes() + extra)
+    return m
+
+
+BAD = (
+    b'{"id": "bad-json"\n'
+    b'{"report": "no id here"}\n'
+    b'{"id": "syn-00000", "report": "duplicate id"}\n'
+    b'{"id": "utf", "report": "caf\xe9"}\n'
+    b'{"id": "empty", "report": "   "}\n'
+    b'{"id": "huge", "report": "' + b"x" * 30000 + b'"}\n'
+    b'{"id": "badimg", "report": "No pneumothorax.", "images": ["img/missing.png"]}\n'
+    b'{"id": "badsplit", "report": "Clear.", "split": "dev"}\n'
+)
+
+
+def test_bad_records_reported_rest_lands(tmp_path):
+    s = load_settings(tmp_path / "home")
+    m = _manifest(tmp_path, 20, BAD)
+    rep = ingest(s, m, progress=False)
+    assert rep.n_read == 28 and rep.n_written == 21 and rep.n_failed == 7
+    assert rep.n_image_errors == 1
+    lines = [json.loads(x) for x in open(rep.report_path)]
+    kinds = {e["record"]: e for e in lines}
+    assert "bad JSON" in kinds["manifest.jsonl:21"]["error"]
+    assert "missing 'id'" in kinds["manifest.jsonl:22"]["error"]
+    assert "duplicate id" in kinds["manifest.jsonl:23"]["error"]
+    assert "UTF-8" in kinds["manifest.jsonl:24"]["error"]
+    assert "empty report" in kinds["manifest.jsonl:25"]["error"]
+    assert "over the limit" in kinds["manifest.jsonl:26"]["error"]
+    assert all(e["fix"] for e in lines)
+    with DocStore.from_settings(s) as ds:
+        assert ds.get_study("badimg").images == []  # kept text-only
+        assert len(ds.study_ids()) == 21
+    from kgrag.errors import InputError
+
+    with pytest.raises(InputError, match="7 record"):
+        ingest(s, m, progress=False, strict=True)
+
+
+def test_idempotent_and_changes_update(tmp_path):
+    from kgrag.kg.factory import open_store
+
+    s = load_settings(tmp_path / "home")
+    m = _manifest(tmp_path, 25)
+    r1 = ingest(s, m, progress=False)
+    with DocStore.from_settings(s) as ds:
+        d1 = ds.dump()
+    store = open_store(s)
+    g1 = store.counts()
+    r2 = ingest(s, m, progress=False)
+    assert r1.n_written == 25 and r2.n_written == 0 and r2.n_unchanged == 25
+    with DocStore.from_settings(s) as ds:
+        assert ds.dump() == d1
+    assert store.counts() == g1
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    rows[0]["findings"] = "Large right pleural effusion."
+    rows[0]["impression"] = "Congestive heart failure."
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r3 = ingest(s, m, progress=False)
+    assert r3.n_written == 1
+    with DocStore.from_settings(s) as ds:
+        assert ds.study_concepts()[rows[0]["id"]] == {"pleural_effusion": "present", "heart_failure": "present"}
+    assert store.counts()["studies"] == 25 and store.counts()["concepts"] >= 27
+    store.close()
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    from kgrag.kg.factory import open_store
+
+    m = _manifest(tmp_path, 400)
+    ref = load_settings(tmp_path / "ref")
+    ingest(ref, m, progress=False)
+    home = tmp_path / "killed"
+    env = {**os.environ, "KGRAG_HOME": str(home)}
+    p = subprocess.Popen([sys.executable, "-m", "kgrag", "ingest", str(m)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    db = home / "docstore.sqlite"
+    while time.time() < deadline:  # kill once some batches have landed
+        if db.exists():
+            try:
+                with DocStore(db) as ds:
+                    if 0 < ds.counts()["studies"] < 400:
+                        break
+            except Exception:  # the writer may hold the database for a moment
+                pass
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    s = load_settings(home)
+    ingest(s, m, progress=False)
+    with DocStore.from_settings(ref) as a, DocStore.from_settings(s) as b:
+        assert a.dump() == b.dump()
+    sa, sb = open_store(ref), open_store(s)
+    assert sa.counts() == sb.counts()
+    sa.close()
+    sb.close()
