@@ -2,7 +2,9 @@
 
 Import validates every row before touching the graph: if any row is bad, the
 errors (row number, what is wrong, the fix) are raised together and nothing from
-that file is applied.
+that file is applied.  A row whose status or note changed is a human decision
+and is locked (no rebuild overwrites it); ``kgrag curate set --unlock`` records
+a review without a lock.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def validate_rows(rows: list[dict[str, str]], existing: dict[tuple[str, str], di
             errors.append(f"row {i}: a changed edge needs reviewed_by (fix: fill it in, or pass --by NAME)")
             continue
         ok.append({"src": src, "dst": dst, "status": status, "note": note, "reviewed_by": reviewer,
-                   "locked": locked in _TRUE or (changed and locked == ""), "changed": changed})
+                   "locked": changed or locked in _TRUE, "changed": changed})
     return ok, errors
 
 
