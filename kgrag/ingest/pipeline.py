@@ -216,6 +216,14 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
 
     t0 = time.perf_counter()
     workers = workers or settings.ingest.workers
+    global _EXTRACTOR
+    if settings.extractor.kind == "openai":
+        from kgrag.ingest.llm_extractor import LLMExtractor
+
+        _EXTRACTOR = LLMExtractor.from_settings(settings)
+        workers = 1  # the server does the work; requests are cached per text
+    elif _EXTRACTOR is not None and getattr(_EXTRACTOR, "name", "") != "rules":
+        _EXTRACTOR = None
     rep = IngestReport(str(source))
     own_doc = docstore is None
     docstore = docstore or DocStore.from_settings(settings)
