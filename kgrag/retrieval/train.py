@@ -180,7 +180,7 @@ def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs:
             score = r["R@5"]
         else:
             r, score = {}, -float(np.mean(losses))
-        rep.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "temperature": float(torch.exp(-log_inv_t)), **r})
+        rep.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "temperature": float(torch.exp(-log_inv_t.detach())), **r})
         log.info("epoch %d loss %.4f %s", epoch, np.mean(losses), r)
         if progress:
             import sys
@@ -242,7 +242,7 @@ def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs:
     model.manifest = {
         "format": "kgrag.retrieval_model.v1", "name": name, "embed_dim": dim, "pooling": pooling, "width": 32,
         "text_encoder": settings.models.text_encoder, "text_dim": enc.dim, "image_size": 128, "metric": "cosine",
-        "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": float(torch.exp(-log_inv_t)),
+        "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": float(torch.exp(-log_inv_t.detach())),
         "n_train": len(tr), "n_val": len(va), "metrics": {"val_recall": rep.val_recall, "chance": rep.chance_recall,
                                                          "findings_auc": rep.findings_auc, "reward_pair_accuracy": acc},
         "train_seconds": rep.seconds, "splits_used": ["train", "val"],
