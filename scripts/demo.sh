@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT=${DEMO_OUT:-demo_out}
-N=${DEMO_N:-1500}
-EPOCHS=${DEMO_EPOCHS:-8}
+N=${DEMO_N:-2000}
+EPOCHS=${DEMO_EPOCHS:-10}
 export KGRAG_HOME="$OUT/home"
 KG=".venv/bin/kgrag"
 
@@ -16,7 +16,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 step "doctor"
-$KG doctor || true
+$KG doctor --no-start || true
 
 step "synthetic phantom corpus: $N studies"
 $KG synth "$OUT/corpus" --n "$N" --seed 7
@@ -51,6 +51,13 @@ first=$(head -1 "$OUT/queries.jsonl")
 img=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['images'][0])" "$first")
 q=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['question'])" "$first")
 $KG query --image "$img" --question "$q"
+
+step "a text-only query (V_I from findings text)"
+$KG query --findings "Focal consolidation in the right lower lobe." --question "Is there pneumonia?" --k 5
+
+step "graph"
+$KG kg show --status accepted --limit 15
+$KG db status
 
 step "done"
 echo "answers:   $OUT/answers.jsonl" >&2

@@ -289,19 +289,29 @@ class CypherGraphStore:
             items += [{"concept": x, "assertion": "absent"} for x in dict.fromkeys(c.absent)]
             cands.append({"id": c.id, "items": items})
         targets = sorted({it["concept"] for c in cands for it in c["items"]})
+        tix = {t: i for i, t in enumerate(targets)}
+        for c in cands:
+            for it in c["items"]:
+                it["ti"] = tix[it["concept"]]
         by_id: dict[str, CandidateScore] = {}
         if targets:
+            live = [c for c in cands if c["items"]]
+            item_cand, item_ti, item_present = [], [], []
+            for ci, c in enumerate(live):
+                for it in c["items"]:
+                    item_cand.append(ci)
+                    item_ti.append(it["ti"])
+                    item_present.append(1 if it["assertion"] == "present" else 0)
             res = self._run("score_candidates", {
                 "targets": targets, "observed": self._observed(observed), "max_len": int(max_len),
                 "default_leak": float(self.default_leak if default_leak is None else default_leak),
-                "candidates": [c for c in cands if c["items"]], "eps": LOG_EPS})
+                "cand_ids": [c["id"] for c in live], "item_cand": item_cand, "item_ti": item_ti,
+                "item_present": item_present, "eps": LOG_EPS})
+            by_cand = {c["id"]: c for c in cands}
             for r in res:
-                items = [dict(x) for x in r["items"]]
-                order = {(it["concept"], it["assertion"]): i for i, it in enumerate(
-                    next(c for c in cands if c["id"] == r["id"])["items"])}
-                items.sort(key=lambda x: order.get((x["concept"], x["assertion"]), 0))
-                for x in items:
-                    x["probability"] = float(x["probability"])
+                probs = [float(x) for x in r["probs"]]
+                items = [{"concept": it["concept"], "assertion": it["assertion"], "probability": probs[it["ti"]]}
+                         for it in by_cand[r["id"]]["items"]]
                 by_id[r["id"]] = CandidateScore(r["id"], float(r["loglik"]), int(r["n"]), items)
         return [by_id.get(c["id"], CandidateScore(c["id"], None, 0, [])) for c in cands]
 
