@@ -60,7 +60,7 @@ def main(repeat: int = 200) -> dict:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         it = iter(range(10**9))
 
-        def one(causal: bool) -> None:
+        def one(causal: bool, queries=queries, it=it, idx=idx, claims=claims) -> None:
             q = queries[next(it) % repeat]
             got, sims = idx.search("fused", q[None], 50)
             cands = [Candidate(i, *claims[i]) for i in got[0]]

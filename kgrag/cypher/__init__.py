@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 DIALECTS = ("falkordb", "neo4j")
@@ -97,7 +97,7 @@ def _root():
     return resources.files("kgrag.cypher")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str, dialect: str = "falkordb") -> Statement:
     """Load statement ``name`` for ``dialect`` (dialect file first, then the shared one)."""
     if dialect not in DIALECTS:

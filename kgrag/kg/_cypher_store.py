@@ -25,6 +25,15 @@ _EDGE_FIELDS = [f.name for f in fields(Edge)]
 _NO_OBSERVATION = [{"id": "", "q": 0.0}]
 
 
+def plain(v: Any) -> Any:
+    """Driver results (OrderedDicts, tuples) as plain dicts and lists."""
+    if isinstance(v, Mapping):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
+    return v
+
+
 def _as_dict(x: Any) -> dict[str, Any]:
     if is_dataclass(x):
         return asdict(x)

@@ -8,18 +8,10 @@ from typing import Any
 
 from kgrag.errors import CypherError, GraphUnavailableError
 from kgrag.kg._cypher_store import CypherGraphStore
+from kgrag.kg._cypher_store import plain as _plain
 from kgrag.kg.falkordb_server import EmbeddedFalkorDB
 
 log = logging.getLogger(__name__)
-
-
-def _plain(v: Any) -> Any:
-    """FalkorDB returns OrderedDicts and node/edge objects; make plain Python values."""
-    if isinstance(v, Mapping):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
 
 
 class FalkorDBStore(CypherGraphStore):

@@ -9,18 +9,11 @@ from typing import Any
 from kgrag.deps import require
 from kgrag.errors import CypherError, GraphUnavailableError
 from kgrag.kg._cypher_store import CypherGraphStore
+from kgrag.kg._cypher_store import plain as _plain
 
 log = logging.getLogger(__name__)
 
 _WRITE_PREFIXES = ("merge_", "set_", "delete_", "create_")
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
 
 
 class Neo4jStore(CypherGraphStore):

@@ -158,10 +158,10 @@ class IndexSet:
                 img_ids += [s.id for s in with_img]
         T = np.concatenate(text_v)
         ids = [s.id for s in rows]
-        I = np.concatenate(img_v) if img_v else np.zeros((0, T.shape[1]), np.float32)
+        img_mat = np.concatenate(img_v) if img_v else np.zeros((0, T.shape[1]), np.float32)
         row_img = {sid: j for j, sid in enumerate(img_ids)}
-        F = l2n(np.stack([T[i] + (I[row_img[sid]] if sid in row_img else T[i]) for i, sid in enumerate(ids)]))
-        return cls._assemble(Path(out_dir), model, {"text": (ids, T), "image": (img_ids, I), "fused": (ids, F)},
+        F = l2n(np.stack([T[i] + (img_mat[row_img[sid]] if sid in row_img else T[i]) for i, sid in enumerate(ids)]))
+        return cls._assemble(Path(out_dir), model, {"text": (ids, T), "image": (img_ids, img_mat), "fused": (ids, F)},
                              {s.id: s.modality for s in rows}, {s.id: s.split for s in rows}, graph_version, flat_max)
 
     @classmethod

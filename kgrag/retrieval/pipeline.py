@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kgrag.errors import InputError
 from kgrag.retrieval import stages
 from kgrag.retrieval.encoders import l2n

@@ -85,9 +85,9 @@ class Stage1Cases:
         s_tt = T @ qt if qt is not None else None
         s_ii = None
         if qi is not None:
-            I = self.index.vectors("image", ids)
+            img_mat = self.index.vectors("image", ids)
             has = np.array([self.index.has("image", i) for i in ids])
-            s_ii = np.where(has, I @ qi, s_it)
+            s_ii = np.where(has, img_mat @ qi, s_it)
         from kgrag.retrieval.fusion import fuse
 
         fused = fuse(self.fusion, s_it, s_ii, s_tt)

@@ -1,6 +1,12 @@
 import pytest
 
-from kgrag.generation.grounded import ConceptEvidence, answer_question, combine, evidence_vote, write_report
+from kgrag.generation.grounded import (
+    ConceptEvidence,
+    answer_question,
+    combine,
+    evidence_vote,
+    write_report,
+)
 
 
 def test_evidence_vote_jeffreys():
