@@ -30,9 +30,11 @@ from kgrag.types import Mention
 log = logging.getLogger(__name__)
 
 EXTRACTOR = "rules"
-EXTRACTOR_VERSION = "rules.v1"
+EXTRACTOR_VERSION = "rules.v2"
 
-# ConText rules added to medspaCy's defaults (literal, category, direction)
+# ConText rules added to medspaCy's defaults (literal, category, direction[, max_scope]).
+# "versus" is confined to 3 tokens each side: in "streaky opacity, atelectasis versus
+# scarring" the opacity is certain, only its interpretation is hedged.
 EXTRA_CONTEXT_RULES = [
     ("cannot exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("can not exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
@@ -48,8 +50,17 @@ EXTRA_CONTEXT_RULES = [
     ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("concerning for", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("suspicious for", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
-    ("vs", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL", 3),
+    ("vs", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL", 3),
+    ("suspected", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("may be secondary to", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("differential considerations include", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("differential diagnosis includes", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("could obscure", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("may obscure", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("rule-out", "HYPOTHETICAL", "FORWARD"),
+    ("to exclude", "HYPOTHETICAL", "FORWARD"),
+    ("in detecting", "HYPOTHETICAL", "FORWARD"),
     ("evaluate for", "HYPOTHETICAL", "FORWARD"),
     ("evaluation for", "HYPOTHETICAL", "FORWARD"),
     ("assess for", "HYPOTHETICAL", "FORWARD"),
@@ -76,7 +87,7 @@ def lexicon() -> list[dict[str, Any]]:
     text = resources.files("kgrag.resources").joinpath("lexicon.jsonl").read_text("utf-8")
     rows = [json.loads(x) for x in text.splitlines() if x.strip()]
     known = concepts()
-    bad = sorted({r["concept"] for r in rows} - set(known))
+    bad = sorted({c for r in rows for c in [r["concept"], *r.get("also", [])]} - set(known))
     if bad:
         raise ValueError(f"lexicon.jsonl names unknown concepts {bad}")
     return rows
@@ -103,16 +114,17 @@ def build_nlp():
     nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
     rules = []
     for r in lexicon():
-        meta = {"forced": r["assertion"]} if r.get("assertion") else None
+        meta = {k: r[k] for k in ("assertion", "also") if r.get(k)} or None
         rules.append(TargetRule(r["phrase"], r["concept"], attributes=None, metadata=meta))
     nlp.get_pipe("medspacy_target_matcher").add(rules)
     # medspaCy's default rules, minus the literals kgrag redefines (its defaults read
     # "evaluate for" and "cannot exclude" as negation; in reports they are hedges)
-    ours = {lit.lower() for lit, _, _ in EXTRA_CONTEXT_RULES}
+    ours = {r[0].lower() for r in EXTRA_CONTEXT_RULES}
     defaults = [r for r in nlp.get_pipe("medspacy_context").rules if r.literal.lower() not in ours]
     nlp.remove_pipe("medspacy_context")
     ctx = nlp.add_pipe("medspacy_context", config={"rules": None})
-    ctx.add(defaults + [ConTextRule(lit, cat, direction=d) for lit, cat, d in EXTRA_CONTEXT_RULES])
+    ctx.add(defaults + [ConTextRule(r[0], r[1], direction=r[2], max_scope=r[3] if len(r) > 3 else None)
+                        for r in EXTRA_CONTEXT_RULES])
     return nlp
 
 
@@ -120,7 +132,7 @@ def assertion_of(ent) -> str:
     meta = getattr(ent._, "target_rule", None)
     forced = None
     if meta is not None and getattr(meta, "metadata", None):
-        forced = meta.metadata.get("forced")
+        forced = meta.metadata.get("assertion")
     if forced:
         return forced
     cats = {m.category for m in ent._.modifiers}
@@ -170,21 +182,25 @@ class RuleExtractor:
         for (i, section, offset, _), doc in zip(chunks, docs, strict=True):
             sid = items[i][0]
             for ent in doc.ents:
-                out[i].append(
-                    Mention(
-                        study_id=sid,
-                        concept=ent.label_,
-                        role=roles[ent.label_],
-                        assertion=assertion_of(ent),
-                        section=section,
-                        sentence=ent.sent.text.strip(),
-                        start=offset + ent.start_char,
-                        end=offset + ent.end_char,
-                        text=ent.text,
-                        extractor=self.name,
-                        extractor_version=self.version,
+                rule = getattr(ent._, "target_rule", None)
+                also = (getattr(rule, "metadata", None) or {}).get("also", [])
+                assertion = assertion_of(ent)
+                for concept in [ent.label_, *also]:
+                    out[i].append(
+                        Mention(
+                            study_id=sid,
+                            concept=concept,
+                            role=roles[concept],
+                            assertion=assertion,
+                            section=section,
+                            sentence=ent.sent.text.strip(),
+                            start=offset + ent.start_char,
+                            end=offset + ent.end_char,
+                            text=ent.text,
+                            extractor=self.name,
+                            extractor_version=self.version,
+                        )
                     )
-                )
         return out
 
 
