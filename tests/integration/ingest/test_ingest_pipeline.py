@@ -1,4 +1,5 @@
-"""End-to-end ingest on the embedded FalkorDB: bad records, idempotence, changes, kill -9 and resume."""
+"""End-to-end ingest on the embedded FalkorDB: bad records, idempotence, changes, kill -9 and resume,
+and the graph kept in step with the docstore."""
 
 import json
 import os
@@ -120,3 +121,29 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert sa.counts() == sb.counts()
     sa.close()
     sb.close()
+
+
+def test_graph_matches_docstore_on_falkordb(tmp_path, falkordb_store):
+    """Study nodes and one ASSERTS per (study, concept) land in the real store; a rerun
+    and a changed record keep the graph in step with the docstore."""
+    s = load_settings(tmp_path / "home")
+    m = _manifest(tmp_path, 15)
+    ingest(s, m, progress=False, store=falkordb_store)
+
+    def expected():
+        with DocStore.from_settings(s) as ds:
+            level = ds.study_concepts()
+        return set(level), sum(len(v) for v in level.values())
+
+    ids, n_asserts = expected()
+    assert falkordb_store.study_ids() == ids
+    c1 = falkordb_store.counts()
+    assert c1["asserts"] == n_asserts and c1["studies"] == 15
+    ingest(s, m, progress=False, store=falkordb_store)
+    assert falkordb_store.counts() == c1
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    rows[1] = {"id": rows[1]["id"], "report": "No pleural effusion. No pneumothorax. Cardiomegaly."}
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest(s, m, progress=False, store=falkordb_store)
+    ids, n_asserts = expected()
+    assert falkordb_store.counts()["asserts"] == n_asserts
