@@ -50,6 +50,17 @@ CASES = [
     ("Atelectasis versus consolidation in the left base.", {"atelectasis": "uncertain", "consolidation": "uncertain"}),
     ("History of pneumothorax.", {"pneumothorax": "uncertain"}),
     ("Opacity concerning for pneumonia.", {"pneumonia": "uncertain"}),
+    ("Mediastinal calcifications suggest a previous granulomatous process.", {"granuloma": "uncertain"}),
+    ("Bibasilar airspace disease, possibly atelectasis.", {"airspace_disease": "present", "atelectasis": "uncertain"}),
+    ("Lingular opacity, presumably scarring.", {"lung_opacity": "present"}),
+    ("It would be difficult to completely exclude a superimposed pneumonia.", {"pneumonia": "uncertain"}),
+    # "versus" hedges only its neighbours, not the finding it interprets
+    ("Mild streaky opacity in the right lung, atelectasis versus scarring.", {"lung_opacity": "present", "atelectasis": "uncertain"}),
+    ("Consolidation in the left lower lobe has cleared.", {"consolidation": "absent"}),
+    # one phrase, two concepts; nodular densities are opacities (as MeSH indexes them)
+    ("Increased interstitial opacities.", {"interstitial_markings": "present", "lung_opacity": "present"}),
+    ("Nodular density in the right midlung.", {"lung_opacity": "present"}),
+    ("Biapical fibronodular scarring.", {"nodule": "present"}),
 ]
 
 
