@@ -1,4 +1,4 @@
-"""``kgrag train`` and ``kgrag index``."""
+"""``kgrag train`` and ``kgrag index build|add|info``."""
 
 from __future__ import annotations
 
@@ -7,26 +7,36 @@ import click
 from kgrag.commands._common import emit_json, home_option, json_option, settings_for
 
 
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in d.items()) if d else "n/a"
+
+
 @click.command("train")
 @click.option("--name", default="default", show_default=True, help="Model name under $KGRAG_HOME/models.")
-@click.option("--epochs", type=int, default=12, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Maximum epochs (early stopping on val Recall@5).")
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--pooling", type=click.Choice(["gap", "lpa", "mspp"]), default="lpa", show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @home_option
 @json_option
-def train(name, epochs, batch_size, pooling, lr, home, as_json) -> None:
-    """Train the image encoder and findings head (InfoNCE), fusion weights and reward model."""
+def train(name, epochs, batch_size, pooling, lr, patience, progress, home, as_json) -> None:
+    """Train the image encoder + findings head (InfoNCE), fusion weights and reward model."""
     from kgrag.retrieval.train import train as run
 
-    rep = run(settings_for(home), name=name, epochs=epochs, batch_size=batch_size, pooling=pooling, lr=lr)
+    rep = run(settings_for(home), name=name, epochs=epochs, batch_size=batch_size, pooling=pooling, lr=lr,
+              patience=patience, progress=progress and not as_json)
     if as_json:
         emit_json(rep.to_dict())
         return
-    click.echo(f"trained {rep.name} on {rep.n_train} studies ({rep.epochs_run} epochs, best {rep.best_epoch}) in {rep.seconds:.0f}s")
-    click.echo(f"val image→report recall {rep.val_recall} (chance {rep.chance_recall})")
-    click.echo(f"fusion α/β/γ = {rep.fusion['alpha']:.2f}/{rep.fusion['beta']:.2f}/{rep.fusion['gamma']:.2f}; "
-               f"reward pair accuracy {rep.reward_pair_accuracy:.2f}; saved to {rep.path}")
+    click.echo(f"trained {rep.name!r} on {rep.n_train} train studies ({rep.epochs_run} epochs, best {rep.best_epoch}) "
+               f"in {rep.seconds:.0f} s; saved to {rep.path}")
+    click.echo(f"val image→report recall: {_fmt(rep.val_recall)} (chance {_fmt(rep.chance_recall)})")
+    f = rep.fusion
+    click.echo(f"fusion α/β/γ = {f['alpha']:.2f}/{f['beta']:.2f}/{f['gamma']:.2f}; reward pair accuracy "
+               f"{rep.reward_val_pair_accuracy:.2f} (val), threshold {rep.reward_threshold}")
 
 
 @click.group("index")
@@ -35,29 +45,32 @@ def index() -> None:
 
 
 @index.command("build")
-@click.option("--model", "model_name", default="default", show_default=True)
+@click.option("--model", "model_name", default="default", show_default=True, help="Trained model name (kgrag train --name).")
+@click.option("--progress/--no-progress", default=True)
 @home_option
 @json_option
-def build(model_name, home, as_json) -> None:
+def build(model_name, progress, home, as_json) -> None:
     """Index train+val studies (test studies are never indexed)."""
     from kgrag.retrieval.index import build_from_settings
 
-    info = build_from_settings(settings_for(home), model_name=model_name)
+    info = build_from_settings(settings_for(home), model_name=model_name, progress=progress and not as_json)
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"indexed {info['counts']} into {info['path']} (graph {info['graph_version']})")
+        click.echo(f"indexed {info['counts']} into {info['path']} (version {info['version']}, "
+                   f"graph {info['graph_version']})")
 
 
 @index.command("add")
 @click.option("--model", "model_name", default="default", show_default=True)
+@click.option("--progress/--no-progress", default=True)
 @home_option
 @json_option
-def add(model_name, home, as_json) -> None:
-    """Add studies ingested since the last build."""
+def add(model_name, progress, home, as_json) -> None:
+    """Add train+val studies ingested since the last build."""
     from kgrag.retrieval.index import add_from_settings
 
-    info = add_from_settings(settings_for(home), model_name=model_name)
+    info = add_from_settings(settings_for(home), model_name=model_name, progress=progress and not as_json)
     if as_json:
         emit_json(info)
     else:
@@ -68,12 +81,16 @@ def add(model_name, home, as_json) -> None:
 @home_option
 @json_option
 def info(home, as_json) -> None:
+    """Show the index manifest: encoder, graph version, kind and count per space."""
     from kgrag.retrieval.index import IndexSet
 
-    s = settings_for(home)
-    data = IndexSet.load(s.index_dir).info()
+    data = IndexSet.load(settings_for(home).index_dir).info()
     if as_json:
         emit_json(data)
-    else:
-        for k, v in data.items():
+        return
+    for k, v in data.items():
+        if k == "spaces":
+            for sp, m in v.items():
+                click.echo(f"space {sp}: {m['kind']}, {m['count']} vectors, dim {m['dim']}, {m['metric']}")
+        else:
             click.echo(f"{k}: {v}")

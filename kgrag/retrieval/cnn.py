@@ -1,4 +1,21 @@
-"""A small CNN image encoder in plain torch (no torchvision) with GAP, LPA or MSPP pooling."""
+"""A small CNN image encoder in plain torch (no torchvision) with GAP, LPA or MSPP pooling.
+
+Input 1×128×128 (grayscale in [0, 1]).  Backbone (``w`` = ``width``):
+
+    stem   conv3×3/2 (1→w) → conv3×3/2 (w→w)            128² → 32²
+    block  conv3×3/2 (w→2w) → conv3×3 (2w→2w)           32² → 16²
+    block  conv3×3/2 (2w→4w) → conv3×3 (4w→4w)          16² → 8²
+    block  conv3×3 (4w→4w) → conv3×3 (4w→4w)            8²
+
+each conv followed by BatchNorm and ReLU; the last block is residual.  Then the
+pooling turns the 4w×8×8 map into a vector: ``gap`` (global average), ``lpa``
+(local patch attention, MMedRAG++: a learned 1×1 conv scores each position, the
+softmax over the 64 positions weights the average) or ``mspp`` (multi-scale
+pyramid pooling: average pools at 1×1, 2×2 and 4×4 concatenated, 21·4w values).
+A two-layer projection head maps the pooled vector into the shared
+``embed_dim`` space (L2-normalized); a linear multi-label head over the same
+pooled vector gives image-finding logits.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +27,14 @@ POOLINGS = ("gap", "lpa", "mspp")
 
 
 class LPA(nn.Module):
-    """Local patch attention pooling (MMedRAG++): a learned 1×1 conv scores each
-    spatial position; features are averaged with the softmax of those scores."""
+    """Local patch attention pooling: softmax over positions of a learned 1×1-conv score."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.score = nn.Conv2d(channels, 1, kernel_size=1)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 1, h, w) attention weights; each map sums to 1."""
         b, _, h, w = x.shape
         return torch.softmax(self.score(x).view(b, h * w), dim=1).view(b, 1, h, w)
 
@@ -34,29 +51,40 @@ class MSPP(nn.Module):
         return torch.cat([F.adaptive_avg_pool2d(x, k).flatten(1) for k in self.levels], dim=1)
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
+def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class _Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*_conv(c, c), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
 
 
 class ImageEncoder(nn.Module):
-    """1×128×128 → pooled features → projection into the shared space (L2-normalized),
-    plus a multi-label head over image-finding concepts."""
+    """1×128×128 → pooled features → (L2-normalized embedding, findings logits or None)."""
 
     def __init__(self, embed_dim: int = 256, n_findings: int = 0, pooling: str = "lpa", width: int = 32) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}")
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
-        c = [width, width * 2, width * 4, width * 4]
-        self.backbone = nn.Sequential(_block(1, c[0]), _block(c[0], c[1]), _block(c[1], c[2]), _block(c[2], c[3]))
-        self.pool: nn.Module = {"gap": nn.AdaptiveAvgPool2d(1), "lpa": LPA(c[3]), "mspp": MSPP()}[pooling]
-        feat = c[3] * (21 if pooling == "mspp" else 1)
-        self.feat_dim = feat
-        self.proj = nn.Sequential(nn.Linear(feat, 512), nn.ReLU(inplace=True), nn.Linear(512, embed_dim))
-        self.findings = nn.Linear(feat, n_findings) if n_findings else None
+        self.embed_dim = embed_dim
+        self.width = width
+        c = 4 * width
+        self.backbone = nn.Sequential(
+            *_conv(1, width, 2), *_conv(width, width, 2),
+            *_conv(width, 2 * width, 2), *_conv(2 * width, 2 * width),
+            *_conv(2 * width, c, 2), *_conv(c, c),
+            _Residual(c),
+        )
+        self.pool: nn.Module = {"gap": nn.AdaptiveAvgPool2d(1), "lpa": LPA(c), "mspp": MSPP()}[pooling]
+        self.feat_dim = c * (sum(k * k for k in MSPP.levels) if pooling == "mspp" else 1)
+        self.proj = nn.Sequential(nn.Linear(self.feat_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, embed_dim))
+        self.findings = nn.Linear(self.feat_dim, n_findings) if n_findings else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.backbone(x)).flatten(1)
@@ -73,6 +101,7 @@ class TextProjection(nn.Module):
 
     def __init__(self, in_dim: int = 384, embed_dim: int = 256) -> None:
         super().__init__()
+        self.in_dim, self.embed_dim = in_dim, embed_dim
         self.net = nn.Sequential(nn.Linear(in_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

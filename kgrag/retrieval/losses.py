@@ -1,10 +1,22 @@
-"""Symmetric InfoNCE with a learned temperature, and its NumPy reference."""
+"""Symmetric InfoNCE (CLIP loss) with a learned temperature, and its NumPy reference.
+
+For a batch of n matched pairs (image i ↔ report i) with L2-normalized
+embeddings, logits = (img · txtᵀ) / T and
+
+    L = ½ [ CE(logits, diag) + CE(logitsᵀ, diag) ]
+
+where CE is the mean cross-entropy of each row against its diagonal entry.  The
+temperature is learned on a log scale: the parameter is log(1/T), clamped so
+that T ≥ 0.01.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+MAX_LOG_INV_T = math.log(100.0)
 
 
 def info_nce_reference(img: np.ndarray, txt: np.ndarray, temperature: float) -> float:
@@ -25,7 +37,13 @@ def info_nce(img, txt, log_inv_t):
     import torch
     from torch.nn import functional as F
 
-    scale = log_inv_t.clamp(max=math.log(100.0)).exp()
+    scale = log_inv_t.clamp(max=MAX_LOG_INV_T).exp()
     logits = scale * img @ txt.t()
     target = torch.arange(img.shape[0], device=img.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def temperature(log_inv_t) -> float:
+    """The temperature T the loss uses for parameter value ``log_inv_t``."""
+    v = float(log_inv_t.detach()) if hasattr(log_inv_t, "detach") else float(log_inv_t)
+    return 1.0 / math.exp(min(v, MAX_LOG_INV_T))

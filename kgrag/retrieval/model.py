@@ -1,8 +1,18 @@
 """The trained retrieval model: image CNN + projection heads into a shared 256-d
-space, image-findings head (V_I), fusion weights, reward model."""
+space, image-findings head (V_I), MR-RAG fusion weights and the reward model.
+
+A model directory holds ``weights.pt`` (torch state dicts, loaded with
+``weights_only=True``) and ``manifest.json``: format, name, encoder names and
+dims, pooling, width, concept list of the findings head, training parameters,
+seed, metrics, fusion weights, reward threshold, kgrag version, build time and a
+fingerprint (sha256 of the weights file, first 16 hex digits) that the indexes
+record.  ``RetrievalModel`` satisfies the :class:`~kgrag.retrieval.encoders.Encoder`
+protocol, so an index can be built from it directly.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -16,98 +26,106 @@ from kgrag.retrieval.fusion import FusionWeights
 
 WEIGHTS = "weights.pt"
 MANIFEST = "manifest.json"
+FORMAT = "kgrag.retrieval_model.v1"
 IMAGE_SIZE = 128
 
 
 class RetrievalModel:
-    def __init__(self, image_encoder, text_projection, text_encoder, findings: list[str], fusion: FusionWeights,
-                 reward=None, manifest: dict[str, Any] | None = None, device: str = "cpu") -> None:
-        self.image_encoder = image_encoder
-        self.text_projection = text_projection
-        self.text_encoder = text_encoder  # SentenceTextEncoder (frozen)
-        self.findings = findings
-        self.fusion = fusion
+    """Both modalities into one L2-normalized space; cheap to construct, heavy in ``warm_up()``."""
+
+    def __init__(self, image_encoder: Any, text_projection: Any, text_encoder: Any, findings: list[str],
+                 fusion: FusionWeights | None = None, reward: Any = None, manifest: dict[str, Any] | None = None,
+                 device: str = "cpu") -> None:
+        self.image_encoder = image_encoder  # cnn.ImageEncoder
+        self.text_projection = text_projection  # cnn.TextProjection
+        self.text_encoder = text_encoder  # frozen SentenceTextEncoder (or any text Encoder)
+        self.findings = list(findings)
+        self.fusion = fusion or FusionWeights()
         self.reward_model = reward
         self.manifest = manifest or {}
         self.device = device
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name", "default")
+        return str(self.manifest.get("name", "default"))
 
     @property
     def fingerprint(self) -> str:
-        return self.manifest.get("fingerprint", "")
+        """Hash of the saved weights ("" before the model is saved)."""
+        return str(self.manifest.get("fingerprint", ""))
 
     @property
     def dim(self) -> int:
-        return int(self.manifest.get("embed_dim", 256))
+        return int(getattr(self.image_encoder, "embed_dim", self.manifest.get("embed_dim", 256)))
+
+    @property
+    def reward_threshold(self) -> float | None:
+        """τ chosen on val by Youden's J (see :mod:`kgrag.retrieval.reward`), or None."""
+        v = self.manifest.get("reward", {}).get("threshold")
+        return None if v is None else float(v)
 
     def warm_up(self) -> None:
         self.text_encoder.warm_up()
+        self.image_encoder.eval()
+        self.text_projection.eval()
 
     # -- encoding ---------------------------------------------------------------------
-    def _batch(self, images: list[np.ndarray]):
-        import torch
-
-        from kgrag.ingest.images import _resize
-
-        arr = np.stack([_resize(np.asarray(im, np.float32), IMAGE_SIZE) for im in images])[:, None]
-        return torch.tensor(arr, dtype=torch.float32, device=self.device)
-
     def encode_images(self, images: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """(n, dim) L2-normalized image embeddings; any HxW grayscale size (resized to 128²)."""
+        return self._run_images(images, batch_size)[0]
+
+    def findings_probs(self, images: list[np.ndarray], batch_size: int = 256) -> list[dict[str, float]]:
+        """P(image finding present) per image from the findings head (V_I)."""
+        if self.image_encoder.findings is None:
+            return [{} for _ in images]
+        probs = self._run_images(images, batch_size)[1]
+        return [{c: float(v) for c, v in zip(self.findings, row, strict=True)} for row in probs]
+
+    def _run_images(self, images: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
+        from kgrag.retrieval.data import stack_images
+
+        nf = len(self.findings) if self.image_encoder.findings is not None else 0
+        zs, ps = [np.zeros((0, self.dim), np.float32)], [np.zeros((0, nf), np.float32)]
         self.image_encoder.eval()
-        out = []
         with torch.no_grad():
             for i in range(0, len(images), batch_size):
-                z, _ = self.image_encoder(self._batch(images[i : i + batch_size]))
-                out.append(z.cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+                x = torch.from_numpy(stack_images(images[i : i + batch_size], IMAGE_SIZE)).to(self.device)
+                z, logits = self.image_encoder(x)
+                zs.append(z.cpu().numpy())
+                if logits is not None:
+                    ps.append(torch.sigmoid(logits).cpu().numpy())
+        return np.concatenate(zs).astype(np.float32), np.concatenate(ps).astype(np.float32)
 
     def project_text_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        """Frozen text-encoder embeddings → shared space (L2-normalized)."""
         import torch
 
+        emb = np.asarray(emb, np.float32)
+        if len(emb) == 0:
+            return np.zeros((0, self.dim), np.float32)
         self.text_projection.eval()
         with torch.no_grad():
-            return self.text_projection(torch.tensor(emb, dtype=torch.float32, device=self.device)).cpu().numpy()
+            return self.text_projection(torch.from_numpy(emb).to(self.device)).cpu().numpy().astype(np.float32)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) L2-normalized text embeddings in the shared space."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return self.project_text_embeddings(self.text_encoder.encode_texts(texts)).astype(np.float32)
-
-    def findings_probs(self, images: list[np.ndarray]) -> list[dict[str, float]]:
-        import torch
-
-        if not images or self.image_encoder.findings is None:
-            return [{} for _ in images]
-        self.image_encoder.eval()
-        with torch.no_grad():
-            _, logits = self.image_encoder(self._batch(images))
-            p = torch.sigmoid(logits).cpu().numpy()
-        return [{c: float(v) for c, v in zip(self.findings, row, strict=True)} for row in p]
+        return self.project_text_embeddings(self.text_encoder.encode_texts(list(texts)))
 
     def reward(self, query_vecs: np.ndarray, doc_vecs: np.ndarray) -> np.ndarray:
-        import torch
+        """RAG-PRM rewards of row-aligned (query, context) pairs; one query row is broadcast."""
+        from kgrag.retrieval.reward import score
 
         if self.reward_model is None:
-            raise ModelNotFoundError("this model has no reward model", fix="retrain with 'kgrag train'")
-        self.reward_model.eval()
-        with torch.no_grad():
-            q = torch.tensor(np.asarray(query_vecs, np.float32))
-            d = torch.tensor(np.asarray(doc_vecs, np.float32))
-            if q.shape[0] == 1 and d.shape[0] > 1:
-                q = q.expand(d.shape[0], -1)
-            return self.reward_model(q, d).numpy()
+            raise ModelNotFoundError(f"model {self.name!r} has no reward model", fix="retrain with 'kgrag train'")
+        return score(self.reward_model, query_vecs, doc_vecs)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        import hashlib
-
+    def save(self, path: str | Path) -> Path:
+        """Write weights and manifest atomically (temp file + rename); sets the fingerprint."""
         import torch
 
         p = Path(path)
@@ -118,14 +136,25 @@ class RetrievalModel:
         torch.save(state, tmp)
         tmp.replace(p / WEIGHTS)
         m = dict(self.manifest)
-        m.update({"findings": self.findings, "fusion": self.fusion.to_dict(), "kgrag_version": __version__,
-                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        m.update({
+            "format": FORMAT, "name": m.get("name", "default"), "findings": self.findings, "fusion": self.fusion.to_dict(),
+            "embed_dim": self.dim, "pooling": self.image_encoder.pooling, "width": self.image_encoder.width,
+            "image_size": IMAGE_SIZE, "text_encoder": getattr(self.text_encoder, "name", m.get("text_encoder")),
+            "text_dim": self.text_projection.in_dim, "metric": "cosine",
+            "reward_hidden": getattr(self.reward_model, "hidden", None),
+            "kgrag_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
         m["fingerprint"] = hashlib.sha256((p / WEIGHTS).read_bytes()).hexdigest()[:16]
-        (p / MANIFEST).write_text(json.dumps(m, indent=1, sort_keys=True))
+        mt = p / (MANIFEST + ".tmp")
+        mt.write_text(json.dumps(m, indent=1, sort_keys=True))
+        mt.replace(p / MANIFEST)
         self.manifest = m
+        return p
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> RetrievalModel:
+    def load(cls, path: str | Path, device: str = "cpu", *, text_encoder: Any = None) -> RetrievalModel:
+        """Load a saved model; ``text_encoder`` overrides the frozen text encoder named in
+        the manifest (it must produce the same ``text_dim``)."""
         import torch
 
         from kgrag.retrieval.cnn import ImageEncoder, TextProjection
@@ -136,17 +165,26 @@ class RetrievalModel:
         if not (p / MANIFEST).is_file() or not (p / WEIGHTS).is_file():
             raise ModelNotFoundError(f"no trained retrieval model in {p}", fix="run 'kgrag train' first")
         m = json.loads((p / MANIFEST).read_text())
-        if m.get("format") != "kgrag.retrieval_model.v1":
-            raise IndexMismatchError(f"{p} holds model format {m.get('format')!r}, expected kgrag.retrieval_model.v1",
+        if m.get("format") != FORMAT:
+            raise IndexMismatchError(f"{p} holds model format {m.get('format')!r}, this kgrag reads {FORMAT}",
                                      fix="retrain with 'kgrag train'")
-        state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
-        img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
-        img.load_state_dict(state["image"])
-        txt = TextProjection(m["text_dim"], m["embed_dim"])
-        txt.load_state_dict(state["text"])
-        rew = None
-        if state.get("reward") is not None:
-            rew = RewardModel(m["embed_dim"])
-            rew.load_state_dict(state["reward"])
-        enc = SentenceTextEncoder(m["text_encoder"], device=device)
-        return cls(img.to(device), txt.to(device), enc, list(m["findings"]), FusionWeights(**m["fusion"]), rew, m, device)
+        digest = hashlib.sha256((p / WEIGHTS).read_bytes()).hexdigest()[:16]
+        if digest != m.get("fingerprint"):
+            raise IndexMismatchError(f"{p / WEIGHTS} has fingerprint {digest}, its manifest says {m.get('fingerprint')}",
+                                     fix="the model directory was modified; retrain with 'kgrag train'")
+        try:
+            state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
+            img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
+            img.load_state_dict(state["image"])
+            txt = TextProjection(m["text_dim"], m["embed_dim"])
+            txt.load_state_dict(state["text"])
+            rew = None
+            if state.get("reward") is not None:
+                rew = RewardModel(m["embed_dim"], m.get("reward_hidden") or 128)
+                rew.load_state_dict(state["reward"])
+        except (KeyError, RuntimeError) as e:
+            raise IndexMismatchError(f"weights in {p} do not match its manifest: {e}",
+                                     fix="retrain with 'kgrag train'") from e
+        enc = text_encoder if text_encoder is not None else SentenceTextEncoder(m["text_encoder"], device=device)
+        return cls(img.to(device).eval(), txt.to(device).eval(), enc, list(m["findings"]), FusionWeights(**m["fusion"]),
+                   rew.eval() if rew is not None else None, m, device)
