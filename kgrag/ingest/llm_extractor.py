@@ -116,7 +116,10 @@ class LLMExtractor:
         return ms
 
     def extract(self, study_id: str, text: str) -> list[Mention]:
+        from kgrag.ingest.sections import section_at, split_sections
+
         cs = concepts()
+        sections = split_sections(study_id, text)
         out = []
         for m in self.propose(text):
             c, a, span = m.get("concept"), m.get("assertion"), m.get("text") or ""
@@ -124,9 +127,24 @@ class LLMExtractor:
                 log.info("LLM proposed unknown concept/assertion %r/%r; dropped", c, a)
                 continue
             start = text.lower().find(span.lower()) if span else -1
-            out.append(Mention(study_id, c, cs[c].role, a, "unknown", span, max(start, 0),
-                               max(start, 0) + len(span) if start >= 0 else 0, span, self.name, self.version))
+            if start < 0:  # the span is not in the text: keep the mention, without a location
+                out.append(Mention(study_id, c, cs[c].role, a, "unknown", span, 0, 0, span, self.name, self.version))
+                continue
+            end = start + len(span)
+            floor = max([sec.start for sec in sections if sec.start <= start], default=0)  # not the header
+            out.append(Mention(study_id, c, cs[c].role, a, section_at(sections, start),
+                               _sentence_around(text, start, end, floor), start, end, text[start:end],
+                               self.name, self.version))
         return out
 
     def extract_many(self, items: list[tuple[str, str]]) -> list[list[Mention]]:
         return [self.extract(s, t) for s, t in items]
+
+
+def _sentence_around(text: str, start: int, end: int, floor: int = 0) -> str:
+    """The sentence holding text[start:end]: from the previous '.', '?', '!' or newline
+    (not before ``floor``) to the next."""
+    left = max(floor, max(text.rfind(ch, 0, start) for ch in ".?!\n") + 1)
+    rights = [i for i in (text.find(ch, end) for ch in ".?!\n") if i >= 0]
+    right = min(rights) + 1 if rights else len(text)
+    return text[left:right].strip()

@@ -50,10 +50,12 @@ def server():
 def test_extract_schema_cache_and_retry(server, tmp_path):
     _Fake.fail_first = 1
     x = LLMExtractor(server, "tiny-model", "sk-test", timeout_s=5, retries=2, cache_dir=tmp_path)
-    text = "No pleural effusion. Cardiomegaly."
+    text = "FINDINGS: No pleural effusion.\n\nIMPRESSION: Mild cardiomegaly. Clear lungs."
     ms = x.extract("s1", text)
     assert [(m.concept, m.assertion) for m in ms] == [("pleural_effusion", "absent"), ("cardiomegaly", "present")]
-    assert text[ms[1].start:ms[1].end] == "Cardiomegaly" and ms[0].extractor == "llm"
+    assert text[ms[1].start:ms[1].end] == "cardiomegaly" and ms[0].extractor == "llm"
+    assert (ms[0].section, ms[0].sentence) == ("findings", "No pleural effusion.")
+    assert (ms[1].section, ms[1].sentence) == ("impression", "Mild cardiomegaly.")
     body, auth = _Fake.calls[-1]
     assert auth == "Bearer sk-test" and body["response_format"]["type"] == "json_schema"
     assert len(_Fake.calls) == 2  # one 503, one success
