@@ -55,14 +55,17 @@ def ingest(source, fmt, images_dir, workers, strict, report_path, home, as_json)
 
 
 @click.command("extract")
+@home_option
 @json_option
-def extract(as_json: bool) -> None:
-    """Read report texts from stdin (one JSON string or plain line each); print one JSON list of mentions per line."""
+def extract(home: str | None, as_json: bool) -> None:
+    """Read report texts from stdin (one JSON string or plain line each); print one JSON list of mentions per line.
+
+    Uses the extractor KGRAG_EXTRACTOR__KIND names (default: rules)."""
     import json
 
-    from kgrag.ingest.extract import RuleExtractor
+    from kgrag.ingest.extract import make_extractor
 
-    x = RuleExtractor()
+    x = make_extractor(settings_for(home))
     x.warm_up()
     for i, line in enumerate(sys.stdin, 1):
         line = line.rstrip("\n")

@@ -21,7 +21,7 @@ import json
 import logging
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kgrag.ingest.sections import split_sections
 from kgrag.ontology import concepts
@@ -166,6 +166,30 @@ def assertion_of(ent) -> str:
     if "FAMILY" in cats:
         return "uncertain"
     return "present"
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """What the ingest pipeline needs from a concept extractor (rules, LLM/VLM proposer)."""
+
+    name: str
+    version: str
+
+    def warm_up(self) -> None: ...
+
+    def extract(self, study_id: str, text: str) -> list[Mention]: ...
+
+    def extract_many(self, items: list[tuple[str, str]]) -> list[list[Mention]]: ...
+
+
+def make_extractor(settings: Any) -> Extractor:
+    """The extractor ``settings.extractor.kind`` names: ``rules`` (offline default) or
+    ``openai`` (an OpenAI-compatible server, :mod:`kgrag.ingest.llm_extractor`)."""
+    if settings.extractor.kind == "openai":
+        from kgrag.ingest.llm_extractor import LLMExtractor
+
+        return LLMExtractor.from_settings(settings)
+    return RuleExtractor()
 
 
 class RuleExtractor:

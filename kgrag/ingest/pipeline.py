@@ -218,9 +218,9 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
     workers = workers or settings.ingest.workers
     global _EXTRACTOR
     if settings.extractor.kind == "openai":
-        from kgrag.ingest.llm_extractor import LLMExtractor
+        from kgrag.ingest.extract import make_extractor
 
-        _EXTRACTOR = LLMExtractor.from_settings(settings)
+        _EXTRACTOR = make_extractor(settings)
         workers = 1  # the server does the work; requests are cached per text
     elif _EXTRACTOR is not None and getattr(_EXTRACTOR, "name", "") != "rules":
         _EXTRACTOR = None
