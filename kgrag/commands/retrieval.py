@@ -17,7 +17,7 @@ def _fmt(d: dict) -> str:
               help="Maximum epochs (early stopping on val Recall@5).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--pooling", type=click.Choice(["gap", "lpa", "mspp"]), default="lpa", show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @home_option

@@ -2,12 +2,12 @@
 
 Input 1×128×128 (grayscale in [0, 1]).  Backbone (``w`` = ``width``):
 
-    stem   conv3×3/2 (1→w) → conv3×3/2 (w→w)            128² → 32²
-    block  conv3×3/2 (w→2w) → conv3×3 (2w→2w)           32² → 16²
-    block  conv3×3/2 (2w→4w) → conv3×3 (4w→4w)          16² → 8²
-    block  conv3×3 (4w→4w) → conv3×3 (4w→4w)            8²
+    block  conv3×3/2 (1→w)   → conv3×3 (w→w)            128² → 64²
+    block  conv3×3/2 (w→2w)  → conv3×3 (2w→2w)          64² → 32²
+    block  conv3×3/2 (2w→4w) → conv3×3 (4w→4w)          32² → 16²
+    block  conv3×3/2 (4w→4w) → conv3×3 (4w→4w)          16² → 8²
 
-each conv followed by BatchNorm and ReLU; the last block is residual.  Then the
+each conv followed by BatchNorm and ReLU.  Then the
 pooling turns the 4w×8×8 map into a vector: ``gap`` (global average), ``lpa``
 (local patch attention, MMedRAG++: a learned 1×1 conv scores each position, the
 softmax over the 64 positions weights the average) or ``mspp`` (multi-scale
@@ -55,13 +55,8 @@ def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class _Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(*_conv(c, c), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.body(x))
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(*_conv(cin, cout, 2), *_conv(cout, cout))
 
 
 class ImageEncoder(nn.Module):
@@ -75,12 +70,7 @@ class ImageEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.width = width
         c = 4 * width
-        self.backbone = nn.Sequential(
-            *_conv(1, width, 2), *_conv(width, width, 2),
-            *_conv(width, 2 * width, 2), *_conv(2 * width, 2 * width),
-            *_conv(2 * width, c, 2), *_conv(c, c),
-            _Residual(c),
-        )
+        self.backbone = nn.Sequential(_block(1, width), _block(width, 2 * width), _block(2 * width, c), _block(c, c))
         self.pool: nn.Module = {"gap": nn.AdaptiveAvgPool2d(1), "lpa": LPA(c), "mspp": MSPP()}[pooling]
         self.feat_dim = c * (sum(k * k for k in MSPP.levels) if pooling == "mspp" else 1)
         self.proj = nn.Sequential(nn.Linear(self.feat_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, embed_dim))

@@ -74,7 +74,7 @@ class SpaceIndex:
 
     def __init__(self, ids: list[str], vectors: np.ndarray, manifest: dict[str, Any], index: Any = None) -> None:
         self.ids = list(ids)
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(self.ids), -1)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(self.ids), int(manifest["dim"]))
         self.manifest = manifest
         self.row = {sid: i for i, sid in enumerate(self.ids)}
         if len(self.row) != len(self.ids):

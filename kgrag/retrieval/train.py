@@ -91,7 +91,7 @@ def _threads() -> int:
 
 
 def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs: int = 12, batch_size: int = 64,
-          pooling: str = "lpa", lr: float = 2e-3, patience: int = 3, width: int = 32, findings_weight: float = 1.0,
+          pooling: str = "lpa", lr: float = 1e-3, patience: int = 3, width: int = 32, findings_weight: float = 1.0,
           text_encoder: Any = None, progress: bool = True, max_train: int | None = None) -> TrainReport:
     """Train and save the retrieval model into ``settings.models_dir / name``.
 
