@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
@@ -225,7 +226,10 @@ class RuleExtractor:
                 if body:
                     chunks.append((i, sec.name, sec.start + lead, body))
         out: list[list[Mention]] = [[] for _ in items]
-        docs = self._nlp.pipe([c[3] for c in chunks], batch_size=batch_size)
+        with warnings.catch_warnings():
+            # medspaCy keeps an empty token Matcher beside its phrase patterns (spaCy W036)
+            warnings.filterwarnings("ignore", message=r"\[W036\]")
+            docs = list(self._nlp.pipe([c[3] for c in chunks], batch_size=batch_size))
         for (i, section, offset, _), doc in zip(chunks, docs, strict=True):
             sid = items[i][0]
             for ent in doc.ents:
