@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from kgrag.ingest.fetch import split_for
 from kgrag.ingest.readers import RawRecord
 
 
@@ -65,6 +66,7 @@ def parse_xml(text: bytes, ref: str) -> dict:
         "comparison": sections.get("comparison"),
         "images": images,
         "labels": labels,
+        "split": split_for(sid),  # the same R2Gen-style split as `kgrag fetch iu-xray` (seed 42)
         "meta": {"mesh": major},
     }
 

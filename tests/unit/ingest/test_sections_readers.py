@@ -55,6 +55,9 @@ def test_openi_directory_and_archive(tmp_path):
     assert g["id"] == "CXR7" and g["findings"].startswith("The heart")
     assert g["labels"] == {"cardiomegaly": 1, "hyperinflation": 1}
     assert g["meta"]["mesh"][2] == "Something Unmapped"
+    from kgrag.ingest.fetch import split_for
+
+    assert g["split"] == split_for("CXR7")  # same split as the fetched manifest
     tgz = tmp_path / "NLMCXR_reports.tgz"
     with tarfile.open(tgz, "w:gz") as tf:
         tf.add(d / "7.xml", arcname="ecgen-radiology/7.xml")
