@@ -88,6 +88,30 @@ def test_idempotent_and_changes_update(tmp_path):
     store.close()
 
 
+KILLER = """
+import os, signal, sys
+import kgrag.ingest.pipeline as p
+from kgrag.config import load_settings
+from kgrag.kg.factory import open_store
+
+p.BATCH = 50
+store = open_store(load_settings(sys.argv[1]))
+real, n = store.delete_mentions, [0]
+
+
+def delete_then_die(ids):  # SIGKILL between a batch's delete and its new ASSERTS
+    out = real(ids)
+    n[0] += 1
+    if n[0] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+
+store.delete_mentions = delete_then_die
+p.ingest(load_settings(sys.argv[1]), sys.argv[2], progress=False, store=store)
+"""
+
+
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     from kgrag.kg.factory import open_store
 
@@ -95,30 +119,28 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     ref = load_settings(tmp_path / "ref")
     ingest(ref, m, progress=False)
     home = tmp_path / "killed"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    r = subprocess.run([sys.executable, str(script), str(home), str(m)], capture_output=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-2000:]
+    with DocStore(home / "docstore.sqlite") as ds:
+        assert ds.counts()["unsynced"] > 0  # killed with the graph behind the docstore
+    s = load_settings(home)
+    # a second kill, this time at an arbitrary moment of a plain CLI run
     env = {**os.environ, "KGRAG_HOME": str(home)}
     p = subprocess.Popen([sys.executable, "-m", "kgrag", "ingest", str(m)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    db = home / "docstore.sqlite"
-    while time.time() < deadline:  # kill once some batches have landed
-        if db.exists():
-            try:
-                with DocStore(db) as ds:
-                    if 0 < ds.counts()["studies"] < 400:
-                        break
-            except Exception:  # the writer may hold the database for a moment
-                pass
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
+    time.sleep(4.0)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    s = load_settings(home)
     ingest(s, m, progress=False)
     with DocStore.from_settings(ref) as a, DocStore.from_settings(s) as b:
         assert a.dump() == b.dump()
+        assert b.counts()["unsynced"] == 0
+        ids = set(b.study_ids())
     sa, sb = open_store(ref), open_store(s)
     assert sa.counts() == sb.counts()
+    assert sb.study_ids() == ids
     sa.close()
     sb.close()
 
