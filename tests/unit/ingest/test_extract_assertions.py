@@ -61,6 +61,10 @@ CASES = [
     ("Increased interstitial opacities.", {"interstitial_markings": "present", "lung_opacity": "present"}),
     ("Nodular density in the right midlung.", {"lung_opacity": "present"}),
     ("Biapical fibronodular scarring.", {"nodule": "present"}),
+    # "prior" describes an old finding still visible, not a historical one
+    ("Stable prior right rib fractures.", {"fracture": "present"}),
+    ("Prior pneumothorax has resolved.", {"pneumothorax": "absent"}),
+    ("Interval resolution of prior pneumonia.", {"pneumonia": "absent"}),
 ]
 
 
