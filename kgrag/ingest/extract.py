@@ -1,18 +1,20 @@
 """Rule-based concept extraction: lexicon + medspaCy ConText assertion.
 
-Assertion (``rules.v1``):
+Assertion (``rules.v2``; docs/ingest.md lists the cues and the reasons):
 
 - ``absent``: a negation cue in scope (``no``, ``without``, ``free of``,
-  ``resolved``; lists such as "no X, Y, or Z"), or a lexicon phrase that states
-  normality ("heart size is normal" → cardiomegaly absent).
-- ``uncertain``: hedges and hypotheticals ("possible", "likely", "may represent",
-  "cannot exclude", "evaluate for", "rule out"), and historical mentions
-  ("history of", "prior"): they say nothing certain about this study, so they are
-  kept apart from present/absent.
+  ``resolved``, ``has cleared``; lists such as "no X, Y, or Z"), or a lexicon
+  phrase that states normality ("heart size is normal" → cardiomegaly absent).
+- ``uncertain``: hedges and hypotheticals ("possible", "likely", "suggests",
+  "may represent", "cannot exclude", "evaluate for", "rule out"), and historical
+  mentions ("history of"): they say nothing certain about this study, so they are
+  kept apart from present/absent.  "prior"/"old" are not historical cues (they
+  describe findings still visible).
 - ``present``: otherwise.
 
 Only negation is overridden when a hedge is also in scope ("cannot exclude" is a
-hedge, not a negation).
+hedge, not a negation).  A lexicon row's ``also`` list emits further concepts for
+the same span ("interstitial opacities" → interstitial_markings + lung_opacity).
 """
 
 from __future__ import annotations
