@@ -34,11 +34,7 @@ class Statement:
     text: str
     params: frozenset[str]
     columns: tuple[str, ...]
-
-    @property
-    def body(self) -> str:
-        """The statement without comments."""
-        return strip_comments(self.text).strip()
+    body: str  # the statement without comments, as sent to the engine
 
     def with_label(self, label: str) -> str:
         if label not in LABEL_ALLOWLIST:
@@ -108,7 +104,7 @@ def load(name: str, dialect: str = "falkordb") -> Statement:
         if f.is_file():
             text = f.read_text("utf-8")
             params, cols = _parse_header(name, text)
-            return Statement(name, dialect, rel, text, params, cols)
+            return Statement(name, dialect, rel, text, params, cols, strip_comments(text).strip())
     raise FileNotFoundError(f"no Cypher statement {name!r} for dialect {dialect!r}")
 
 

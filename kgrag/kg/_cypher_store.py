@@ -292,37 +292,27 @@ class CypherGraphStore:
 
     def causal_scores(self, candidates: Sequence[Candidate], observed: Mapping[str, float], *, max_len: int = 3,
                       default_leak: float | None = None) -> list[CandidateScore]:
-        cands = []
-        for c in candidates:
-            items = [{"concept": x, "assertion": "present"} for x in dict.fromkeys(c.present)]
-            items += [{"concept": x, "assertion": "absent"} for x in dict.fromkeys(c.absent)]
-            cands.append({"id": c.id, "items": items})
-        targets = sorted({it["concept"] for c in cands for it in c["items"]})
+        cands = [(c.id, list(dict.fromkeys(c.present)), list(dict.fromkeys(c.absent))) for c in candidates]
+        targets = sorted({x for _, pres, ab in cands for x in (*pres, *ab)})
         tix = {t: i for i, t in enumerate(targets)}
-        for c in cands:
-            for it in c["items"]:
-                it["ti"] = tix[it["concept"]]
-        by_id: dict[str, CandidateScore] = {}
-        if targets:
-            live = [c for c in cands if c["items"]]
-            item_cand, item_ti, item_present = [], [], []
-            for ci, c in enumerate(live):
-                for it in c["items"]:
-                    item_cand.append(ci)
-                    item_ti.append(it["ti"])
-                    item_present.append(1 if it["assertion"] == "present" else 0)
+        live = [c for c in cands if c[1] or c[2]]
+        out: dict[str, CandidateScore] = {}
+        if live:
+            items, start = [], [0]
+            for _, pres, ab in live:
+                items += [2 * tix[x] + 1 for x in pres]
+                items += [2 * tix[x] for x in ab]
+                start.append(len(items))
             res = self._run("score_candidates", {
                 "targets": targets, "observed": self._observed(observed), "max_len": int(max_len),
                 "default_leak": float(self.default_leak if default_leak is None else default_leak),
-                "cand_ids": [c["id"] for c in live], "item_cand": item_cand, "item_ti": item_ti,
-                "item_present": item_present, "eps": LOG_EPS})
-            by_cand = {c["id"]: c for c in cands}
-            for r in res:
-                probs = [float(x) for x in r["probs"]]
-                items = [{"concept": it["concept"], "assertion": it["assertion"], "probability": probs[it["ti"]]}
-                         for it in by_cand[r["id"]]["items"]]
-                by_id[r["id"]] = CandidateScore(r["id"], float(r["loglik"]), int(r["n"]), items)
-        return [by_id.get(c["id"], CandidateScore(c["id"], None, 0, [])) for c in cands]
+                "items": items, "item_start": start, "eps": LOG_EPS})
+            probs = [float(x) for x in res[0]["probs"]]
+            for (cid, pres, ab), ll in zip(live, res[0]["loglik"], strict=True):
+                its = [{"concept": x, "assertion": "present", "probability": probs[tix[x]]} for x in pres]
+                its += [{"concept": x, "assertion": "absent", "probability": probs[tix[x]]} for x in ab]
+                out[cid] = CandidateScore(cid, float(ll), len(its), its)
+        return [out.get(cid, CandidateScore(cid, None, 0, [])) for cid, _, _ in cands]
 
     def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
               limit: int = 5) -> dict[str, list[Path]]:
