@@ -3,36 +3,8 @@ import numpy as np
 import pytest
 
 from kgrag.retrieval import rerank
-from kgrag.retrieval.fusion import FusionWeights, fuse, jaccard, learn_weights, overlap_positives
 from kgrag.retrieval.pagerank import causal_graph_pagerank, personalized_pagerank, similarity_graph
 from kgrag.retrieval.router import PrototypeRouter
-
-
-def test_fusion_recovers_planted_weighting():
-    rng = np.random.default_rng(0)
-    Q, C = 300, 40
-    sims = rng.uniform(-1, 1, size=(Q, C, 3)).astype(np.float32)
-    planted = np.array([0.1, 0.2, 0.7])
-    rel = sims @ planted
-    pos = rel >= np.sort(rel, axis=1)[:, -4][:, None]  # top 4 per query are positives
-    w = learn_weights(sims, pos, steps=600, lr=0.1, temperature=0.05)
-    got = np.array([w.alpha, w.beta, w.gamma])
-    assert np.argmax(got) == 2 and got[2] > 0.5
-    assert np.argsort(got).tolist() == np.argsort(planted).tolist()
-
-
-def test_fuse_renormalizes_missing_modalities():
-    w = FusionWeights(0.2, 0.3, 0.5)
-    s = np.array([1.0, 0.0])
-    assert np.allclose(fuse(w, None, None, s), s)  # text-only: only the text term
-    # image-only: alpha and beta renormalized to 0.4 / 0.6
-    assert np.allclose(fuse(w, np.array([1.0]), np.array([0.0]), None), [0.4])
-
-
-def test_jaccard_positives():
-    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
-    assert jaccard(set(), set()) == 1.0
-    assert overlap_positives([{"a"}], [{"a"}, {"b"}, {"a", "b"}]).tolist() == [[True, False, True]]
 
 
 def test_rerank_arithmetic_by_hand():
