@@ -24,12 +24,12 @@ from _common import ROOT, write
 
 CHILD = r"""
 import json, resource, sys, tempfile, time
-from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, ROOT)
 from kgrag.retrieval.encoders import HashEncoder
 from kgrag.retrieval.index import IndexSet
+from kgrag.types import Study as S
 
 n, flat_max, dist = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
@@ -66,14 +66,6 @@ for row in q:
 got, _ = idx.search("fused", q, 10)
 exact = np.argsort(-(q @ v.T), axis=1)[:, :10]
 recall = float(np.mean([len(set(g) & {ids[j] for j in e}) / 10 for g, e in zip(got, exact)]))
-
-@dataclass
-class S:
-    id: str
-    report: str
-    split: str = "train"
-    modality: str = "radiology"
-    images: tuple = ()
 
 t0 = time.perf_counter()
 added = idx.add([S(f"new{i}", f"report {i} effusion") for i in range(1000)])

@@ -357,8 +357,6 @@ class IndexSet:
         ``model`` or the one given to :meth:`build`/:meth:`load`; appends to each
         FAISS index in place (a flat space that grows past ``flat_max`` is rebuilt as
         HNSW), updates the manifests and saves.  Returns the number added."""
-        if hasattr(studies, "encode_texts"):  # also accept the (model, studies) order
-            studies, model = model, studies
         model = model if model is not None else self.model
         if model is None:
             raise InputError("IndexSet.add needs the encoder the index was built with",

@@ -1,7 +1,6 @@
 """FAISS index set: save/load round trip, mismatch refusal, incremental add, HNSW path."""
 
 import json
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -9,15 +8,7 @@ import pytest
 from kgrag.errors import IndexMismatchError, InputError
 from kgrag.retrieval.encoders import HashEncoder, l2n
 from kgrag.retrieval.index import IndexSet
-
-
-@dataclass
-class S:
-    id: str
-    report: str
-    split: str = "train"
-    modality: str = "radiology"
-    images: list = field(default_factory=list)
+from kgrag.types import Study as S
 
 
 def _png(path, seed):
@@ -32,8 +23,8 @@ def _studies(tmp_path, n, start=0):
     out = []
     for i in range(start, start + n):
         imgs = [_png(tmp_path / f"i{i}.png", i)] if i % 3 else []
-        out.append(S(f"s{i}", f"report {i} {'effusion' if i % 2 else 'clear'}", "test" if i % 10 == 9 else "train",
-                     "pathology" if i % 4 == 3 else "radiology", imgs))
+        out.append(S(f"s{i}", f"report {i} {'effusion' if i % 2 else 'clear'}", split="test" if i % 10 == 9 else "train",
+                     modality="pathology" if i % 4 == 3 else "radiology", images=imgs))
     return out
 
 
@@ -113,7 +104,7 @@ def test_search_checks_dimension_and_space(tmp_path):
 
 def test_test_split_is_never_indexed(tmp_path):
     with pytest.raises(InputError, match="no studies"):
-        IndexSet.build(tmp_path / "idx", HashEncoder(8), [S("t", "r", "test")], graph_version=None, progress=False)
+        IndexSet.build(tmp_path / "idx", HashEncoder(8), [S("t", "r", split="test")], graph_version=None, progress=False)
     v = l2n(np.ones((1, 8)))
     with pytest.raises(InputError, match="test-split"):
         IndexSet.from_vectors(tmp_path / "idx", HashEncoder(8), {"text": (["t"], v)}, {"t": "radiology"}, {"t": "test"})

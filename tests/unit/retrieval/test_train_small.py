@@ -123,17 +123,8 @@ def test_trained_model_loads_and_encodes(trained, tmp_path):
     assert len(model.fingerprint) == 16 and model.encode_images([]).shape == (0, 256)
 
     # the model is an Encoder: an index built from it records its fingerprint
-    from dataclasses import dataclass as _dc
-
     from kgrag.retrieval.index import IndexSet
-
-    @_dc
-    class S:
-        id: str
-        report: str
-        split: str = "train"
-        modality: str = "radiology"
-        images: tuple = ()
+    from kgrag.types import Study as S
 
     IndexSet.build(tmp_path / "idx", model, [S("a", "No nodule."), S("b", "Nodule.")], graph_version=None, progress=False)
     assert IndexSet.load(tmp_path / "idx", expect_encoder=model.fingerprint).ids("text") == ["a", "b"]
