@@ -16,7 +16,7 @@ from typing import Any
 
 from kgrag import cypher
 from kgrag.errors import GraphStoreError, InputError
-from kgrag.kg.store import LOG_EPS, Candidate, CandidateScore, Path, UpsertReport
+from kgrag.kg.store import Candidate, CandidateScore, Path, UpsertReport
 from kgrag.types import ASSERTIONS, EDGE_STATUSES, ROLES, Concept, Edge
 
 log = logging.getLogger(__name__)
@@ -280,39 +280,45 @@ class CypherGraphStore:
                 rows.append({"id": str(k), "q": q})
         return rows or _NO_OBSERVATION
 
+    def _scenarios(self, observed: Mapping[str, float], targets: list[str], removals: list[str], max_len: int,
+                   default_leak: float | None) -> dict[str, list[float]]:
+        """score_concepts.cypher: {removed id ('' = full evidence): [P(target) in targets order]}."""
+        res = self._run("score_concepts", {"targets": targets, "observed": self._observed(observed), "removals": removals,
+                                           "max_len": int(max_len),
+                                           "default_leak": float(self.default_leak if default_leak is None else default_leak)})
+        out = {r["removed"]: [float(x) for x in r["probabilities"]] for r in res}
+        if set(out) != set(removals) or any(len(v) != len(targets) for v in out.values()):
+            raise GraphStoreError(f"score_concepts returned {len(out)} scenarios for {len(removals)} requested",
+                                  fix="check the graph engine's log; this is a kgrag bug if it repeats")
+        return out
+
     def concept_probabilities(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
                               default_leak: float | None = None) -> dict[str, float]:
         targets = list(dict.fromkeys(targets))
         if not targets:
             return {}
-        res = self._run("score_concepts", {"targets": targets, "observed": self._observed(observed),
-                                           "max_len": int(max_len),
-                                           "default_leak": float(self.default_leak if default_leak is None else default_leak)})
-        return {r["concept"]: float(r["probability"]) for r in res}
+        return dict(zip(targets, self._scenarios(observed, targets, [""], max_len, default_leak)[""], strict=True))
+
+    def counterfactuals(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
+                        max_len: int = 3, default_leak: float | None = None) -> dict[str, list[dict[str, Any]]]:
+        targets = list(dict.fromkeys(targets))
+        removals = [check_id("concept", r) for r in dict.fromkeys(removals)]
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+        if not targets or not removals:
+            return out
+        sc = self._scenarios(observed, targets, removals, max_len, default_leak)
+        for o in removals:
+            for t, p in zip(targets, sc[o], strict=True):
+                out[t].append({"remove": o, "probability": p})
+        return out
 
     def causal_scores(self, candidates: Sequence[Candidate], observed: Mapping[str, float], *, max_len: int = 3,
                       default_leak: float | None = None) -> list[CandidateScore]:
-        cands = [(c.id, list(dict.fromkeys(c.present)), list(dict.fromkeys(c.absent))) for c in candidates]
-        targets = sorted({x for _, pres, ab in cands for x in (*pres, *ab)})
-        tix = {t: i for i, t in enumerate(targets)}
-        live = [c for c in cands if c[1] or c[2]]
-        out: dict[str, CandidateScore] = {}
-        if live:
-            items, start = [], [0]
-            for _, pres, ab in live:
-                items += [2 * tix[x] + 1 for x in pres]
-                items += [2 * tix[x] for x in ab]
-                start.append(len(items))
-            res = self._run("score_candidates", {
-                "targets": targets, "observed": self._observed(observed), "max_len": int(max_len),
-                "default_leak": float(self.default_leak if default_leak is None else default_leak),
-                "items": items, "item_start": start, "eps": LOG_EPS})
-            probs = [float(x) for x in res[0]["probs"]]
-            for (cid, pres, ab), ll in zip(live, res[0]["loglik"], strict=True):
-                its = [{"concept": x, "assertion": "present", "probability": probs[tix[x]]} for x in pres]
-                its += [{"concept": x, "assertion": "absent", "probability": probs[tix[x]]} for x in ab]
-                out[cid] = CandidateScore(cid, float(ll), len(its), its)
-        return [out.get(cid, CandidateScore(cid, None, 0, [])) for cid, _, _ in cands]
+        from kgrag.kg import scoring
+
+        targets = scoring.candidate_targets(candidates)
+        probs = self.concept_probabilities(observed, targets, max_len=max_len, default_leak=default_leak)
+        return scoring.score_candidates(probs, candidates)
 
     def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
               limit: int = 5) -> dict[str, list[Path]]:

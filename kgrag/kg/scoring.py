@@ -79,23 +79,15 @@ def _loglik(prob: float, assertion: str) -> float:
     return math.log(max(x, LOG_EPS))
 
 
-def candidate_scores(
-    edges: Iterable[Any],
-    candidates: Sequence[Candidate],
-    observed: Mapping[str, float],
-    *,
-    leaks: Mapping[str, float | None] | None = None,
-    max_len: int = 3,
-    default_leak: float = 0.01,
-) -> list[CandidateScore]:
-    edges = list(edges)
-    targets = sorted({c for cand in candidates for c in (*cand.present, *cand.absent)})
-    probs = concept_probabilities(
-        edges, observed, targets, leaks=leaks, max_len=max_len, default_leak=default_leak
-    )
+def score_candidates(probs: Mapping[str, float], candidates: Sequence[Candidate]) -> list[CandidateScore]:
+    """Each candidate's mean log-likelihood from P(c | V_I) (``probs`` holds every concept it asserts).
+
+    Shared by the graph backends (which compute ``probs`` in Cypher) and the reference
+    below; a concept listed twice under the same assertion counts once.
+    """
     out = []
     for cand in candidates:
-        items = [(c, "present") for c in cand.present] + [(c, "absent") for c in cand.absent]
+        items = [(c, "present") for c in dict.fromkeys(cand.present)] + [(c, "absent") for c in dict.fromkeys(cand.absent)]
         if not items:
             out.append(CandidateScore(cand.id, None, 0, []))
             continue
@@ -109,6 +101,26 @@ def candidate_scores(
             )
         )
     return out
+
+
+def candidate_targets(candidates: Sequence[Candidate]) -> list[str]:
+    """The concepts any candidate asserts or denies, sorted."""
+    return sorted({c for cand in candidates for c in (*cand.present, *cand.absent)})
+
+
+def candidate_scores(
+    edges: Iterable[Any],
+    candidates: Sequence[Candidate],
+    observed: Mapping[str, float],
+    *,
+    leaks: Mapping[str, float | None] | None = None,
+    max_len: int = 3,
+    default_leak: float = 0.01,
+) -> list[CandidateScore]:
+    probs = concept_probabilities(
+        list(edges), observed, candidate_targets(candidates), leaks=leaks, max_len=max_len, default_leak=default_leak
+    )
+    return score_candidates(probs, candidates)
 
 
 def paths(
@@ -140,11 +152,13 @@ def counterfactuals(
     leaks: Mapping[str, float | None] | None = None,
     max_len: int = 3,
     default_leak: float = 0.01,
+    removals: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """do(o = absent) for each observed o: P(target) recomputed without o."""
+    """do(o = absent) for each o in ``removals`` (default: every observed concept):
+    P(target) recomputed from the evidence without o, in ``removals`` order."""
     edges = list(edges)
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-    for o in observed:
+    for o in observed if removals is None else removals:
         rest = {k: v for k, v in observed.items() if k != o}
         probs = concept_probabilities(
             edges, rest, targets, leaks=leaks, max_len=max_len, default_leak=default_leak

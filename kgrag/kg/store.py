@@ -135,7 +135,9 @@ class GraphStore(Protocol):
         max_len: int = 3,
         default_leak: float = 0.01,
     ) -> list[CandidateScore]:
-        """Scores for all candidates in one batched query, in input order."""
+        """Scores for all candidates, in input order: one query gives P(c | V_I) for every
+        concept the candidates assert; each report's mean log-likelihood follows from it
+        (:func:`kgrag.kg.scoring.score_candidates`)."""
 
     def concept_probabilities(
         self,
@@ -146,6 +148,18 @@ class GraphStore(Protocol):
         default_leak: float = 0.01,
     ) -> dict[str, float]:
         """P(target | observed) for each target."""
+
+    def counterfactuals(
+        self,
+        observed: Mapping[str, float],
+        targets: Sequence[str],
+        removals: Sequence[str],
+        *,
+        max_len: int = 3,
+        default_leak: float = 0.01,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """For each target, [{"remove": o, "probability": P(target | observed without o)}]
+        for every o in ``removals`` (in that order), all scenarios in one query."""
 
     def paths(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ class QueryPipeline:
         space = "image" if index.ids("image") else "text"
         self.router = PrototypeRouter.fit(index.vectors(space, ids), [index.modalities.get(i, "radiology") for i in ids])
         self.assertions = {sid: a for sid, a in docstore.study_concepts().items() if sid in index.spaces["text"].row}
+        from kgrag.ontology import concepts, ids_with_role
+
+        # every concept a candidate can assert: P(c | V_I) for all of them comes from one query
+        self.targets = sorted(set(concepts()) | {c for a in self.assertions.values() for c in a})
+        self.diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
+        self._graph_worker: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, *, model_name: str = "default") -> QueryPipeline:
@@ -61,7 +68,17 @@ class QueryPipeline:
         ext.warm_up()
         return cls(settings, model, index, store, DocStore.from_settings(settings), ext)
 
+    @property
+    def graph_worker(self) -> ThreadPoolExecutor:
+        """One thread that runs the graph-engine calls of a query while stage 1 searches FAISS."""
+        if self._graph_worker is None:
+            self._graph_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgrag-graph")
+        return self._graph_worker
+
     def close(self) -> None:
+        if self._graph_worker is not None:
+            self._graph_worker.shutdown(wait=True)
+            self._graph_worker = None
         self.store.close()
         self.docstore.close()
 
@@ -98,14 +115,20 @@ class QueryPipeline:
                               "image_findings": [], "question_concepts": [], "trace": {}}
         kg = self.settings.kg
         chain = [stages.Route(self.router, self.index.modalities), stages.ObserveFindings(self.model, self.extractor),
+                 stages.CausalState(self.store, self.targets, self.diagnoses, max_len=kg.max_path_len,
+                                    default_leak=kg.default_leak, executor=self.graph_worker),
                  stages.Stage1Cases(self.index, self.model.fusion)]
-        chain.append({"causal": lambda: stages.CausalRerank(self.store, self.assertions, max_len=kg.max_path_len, default_leak=kg.default_leak),
+        chain.append({"causal": lambda: stages.CausalRerank(self.assertions),
                       "pagerank": lambda: stages.PageRankRerank(self.index, rs.damping),
                       "none": lambda: stages.NoRerank()}[mode]())
         chain += [stages.RewardFilter(self.model, self.index, rs.reward_threshold), stages.Stage2Definitions(),
-                  stages.Explain(self.store, max_len=kg.max_path_len, default_leak=kg.default_leak)]
+                  stages.Explain(self.diagnoses)]
+        timings = st["trace"]["timings_ms"] = {}
         for stage in chain:
+            t1 = time.perf_counter()
             st = stage.run(st)
+            name = type(stage).__name__
+            timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t1) * 1000.0, 3)
         keep = st["candidates"][:k]
         splits = self.index.splits
         leaked = [c["id"] for c in keep if splits.get(c["id"]) == "test"]
@@ -144,9 +167,8 @@ class QueryPipeline:
                     ev.present.append(cand["id"])
                 elif a == "absent" or (a is None and cand["id"] in self.assertions):
                     ev.absent.append(cand["id"])
-            p = self.store.concept_probabilities(st["observed"], [c], max_len=self.settings.kg.max_path_len,
-                                                 default_leak=self.settings.kg.default_leak)[c] if st["observed"] else None
-            paths = self.store.paths(st["observed"], [c], limit=3).get(c, []) if st["observed"] else []
+            p = stages.graph_result(st, "probabilities", {})[c] if st["observed"] else None
+            paths = stages.graph_result(st, "paths", {}).get(c, [])
             return answer_question(c, p_causal=p, evidence=ev, names=names,
                                    paths=[{"nodes": x.nodes, "strength": round(x.strength, 6)} for x in paths])
         if st.get("question"):

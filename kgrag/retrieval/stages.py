@@ -6,11 +6,13 @@ The state is a plain dict; every stage records what it computed under
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
 
+from kgrag.kg import scoring
 from kgrag.kg.store import Candidate
 from kgrag.retrieval import rerank as rr
 from kgrag.retrieval.fusion import FusionWeights
@@ -102,23 +104,79 @@ class Stage1Cases:
         return st
 
 
-class CausalRerank:
-    """One batched causal_scores call for all candidates, the causal filter, then Score."""
+def _now(fn: Callable[..., Any], *args: Any, **kw: Any) -> Future:
+    """Run ``fn`` at once and wrap its outcome as a finished future (no worker thread)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args, **kw))
+    except Exception as e:  # handed to whoever reads the result, as a worker would
+        fut.set_exception(e)
+    return fut
 
-    def __init__(self, store, assertions: Mapping[str, Mapping[str, str]], *, max_len: int, default_leak: float,
-                 use_filter: bool = True) -> None:
-        self.store, self.assertions, self.max_len, self.default_leak, self.use_filter = store, assertions, max_len, default_leak, use_filter
+
+class CausalState:
+    """Starts the graph-engine work that needs nothing but V_I, as soon as V_I is known.
+
+    Three statements go to the graph engine, in this order: P(c | V_I) for every concept
+    a candidate report can assert (``score_concepts``: the causal rerank, the diagnoses
+    and the answer all read it), the do(o = absent) counterfactuals of the diagnoses for
+    the strongest observations (the same statement, one row per scenario), and the
+    strongest paths to each diagnosis and question concept (``get_paths``).  With an
+    ``executor`` (the pipeline's single graph worker) they run while stage 1 searches
+    FAISS, so the engine's round trips leave the critical path; without one they run
+    here, in turn.  Later stages read ``st["graph"][key].result()``.
+    """
+
+    def __init__(self, store, targets: Sequence[str], diagnoses: Sequence[str], *, max_len: int, default_leak: float,
+                 max_counterfactuals: int = 5, executor: Executor | None = None) -> None:
+        self.store, self.targets, self.diagnoses = store, list(targets), list(diagnoses)
+        self.max_len, self.default_leak, self.max_cf, self.executor = max_len, default_leak, max_counterfactuals, executor
 
     def run(self, st: dict[str, Any]) -> dict[str, Any]:
-        cands = st["candidates"]
-        if not cands:
-            return st
+        submit = self.executor.submit if self.executor is not None else _now
+        obs = dict(st["observed"])
+        kw = {"max_len": self.max_len, "default_leak": self.default_leak}
+        targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st["question_concepts"]]))
+        top = sorted(obs, key=lambda o: (-obs[o], o))[: self.max_cf]
+        path_targets = list(dict.fromkeys([*self.diagnoses, *st["question_concepts"]]))
+        st["graph"] = {
+            "probabilities": submit(self.store.concept_probabilities, obs, targets, **kw),
+            "counterfactuals": submit(self.store.counterfactuals, obs, self.diagnoses, top, **kw) if top else None,
+            "paths": submit(self.store.paths, obs, path_targets, max_len=self.max_len, limit=3) if obs else None,
+        }
+        return st
+
+
+def graph_result(st: Mapping[str, Any], key: str, default: Any) -> Any:
+    """The outcome of a :class:`CausalState` call (waiting for it), or ``default`` when none was made."""
+    fut = st["graph"][key]
+    return default if fut is None else fut.result()
+
+
+class CausalRerank:
+    """MCRAG rerank of the stage-1 candidates from P(c | V_I), the causal filter, then Score.
+
+    The probabilities come from :class:`CausalState` (one ``score_concepts`` query that
+    covers every concept any candidate asserts); each report's mean log-likelihood follows
+    from them (:func:`kgrag.kg.scoring.score_candidates`).
+    """
+
+    def __init__(self, assertions: Mapping[str, Mapping[str, str]], *, use_filter: bool = True) -> None:
+        self.assertions, self.use_filter = assertions, use_filter
+
+    def candidates(self, cands: Sequence[Mapping[str, Any]]) -> list[Candidate]:
         cs = []
         for c in cands:
             a = self.assertions.get(c["id"], {})
             cs.append(Candidate(c["id"], sorted(k for k, v in a.items() if v == "present" and k != "no_finding"),
                                 sorted(k for k, v in a.items() if v == "absent" and k != "no_finding")))
-        scores = self.store.causal_scores(cs, st["observed"], max_len=self.max_len, default_leak=self.default_leak)
+        return cs
+
+    def run(self, st: dict[str, Any]) -> dict[str, Any]:
+        cands = st["candidates"]
+        if not cands:
+            return st
+        scores = scoring.score_candidates(graph_result(st, "probabilities", {}), self.candidates(cands))
         dropped = []
         for c, s in zip(cands, scores, strict=True):
             c["causal_loglik"] = s.loglik
@@ -200,30 +258,25 @@ class Stage2Definitions:
 
 
 class Explain:
-    """Diagnoses given V_I with their strongest paths and do(finding = absent) counterfactuals."""
+    """Diagnoses given V_I with their strongest paths and do(finding = absent) counterfactuals,
+    read from :class:`CausalState`'s calls."""
 
-    def __init__(self, store, *, max_len: int, default_leak: float, max_counterfactuals: int = 5) -> None:
-        self.store, self.max_len, self.default_leak, self.max_cf = store, max_len, default_leak, max_counterfactuals
+    def __init__(self, diagnoses: Sequence[str]) -> None:
+        self.diagnoses = list(diagnoses)
 
     def run(self, st: dict[str, Any]) -> dict[str, Any]:
-        from kgrag.ontology import ids_with_role
-
-        diags = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
-        obs = st["observed"]
-        probs = self.store.concept_probabilities(obs, diags, max_len=self.max_len, default_leak=self.default_leak)
-        paths = self.store.paths(obs, diags, max_len=self.max_len, limit=3) if obs else {d: [] for d in diags}
-        top_obs = sorted(obs, key=lambda o: -obs[o])[: self.max_cf]
-        cf: dict[str, list[dict[str, Any]]] = {d: [] for d in diags}
-        for o in top_obs:
-            rest = {k: v for k, v in obs.items() if k != o}
-            p2 = self.store.concept_probabilities(rest, diags, max_len=self.max_len, default_leak=self.default_leak)
-            for d in diags:
-                if paths[d] and any(p.nodes[0] == o for p in paths[d]):
-                    cf[d].append({"remove": o, "probability": round(p2[d], 6)})
+        diags = self.diagnoses
+        probs = graph_result(st, "probabilities", {})
+        paths = graph_result(st, "paths", {})
+        cf_all = graph_result(st, "counterfactuals", {})
         out = []
-        for d in sorted(diags, key=lambda d: -probs[d]):
+        for d in sorted(diags, key=lambda d: (-probs[d], d)):
+            ps = paths.get(d, [])
+            starts = {p.nodes[0] for p in ps}
+            cf = [{"remove": x["remove"], "probability": round(x["probability"], 6)}
+                  for x in cf_all.get(d, []) if x["remove"] in starts]
             out.append({"concept": d, "probability": round(probs[d], 6),
-                        "paths": [{"nodes": p.nodes, "strength": round(p.strength, 6)} for p in paths[d]],
-                        "counterfactual": cf[d]})
+                        "paths": [{"nodes": p.nodes, "strength": round(p.strength, 6)} for p in ps],
+                        "counterfactual": cf})
         st["diagnoses"] = out
         return st

@@ -187,6 +187,25 @@ class GraphStoreContract:
         # with max_len 1 only a->c counts: 1 - 0.99*0.8 = 0.208
         assert tiny.concept_probabilities({"a": 1.0}, ["c"], max_len=1)["c"] == pytest.approx(0.208, abs=1e-9)
 
+    def test_counterfactuals_hand_computed_in_one_query(self, tiny):
+        obs = {"a": 0.9, "b": 0.6}
+        cf = tiny.counterfactuals(obs, ["b", "c"], ["a", "b", "d"], default_leak=0.01)
+        # without a: b = 1 - 0.99*(1-0.6) = 0.604; c only via b->c (0.6*0.4 = 0.24): 1 - 0.99*0.76 = 0.2476
+        # without b: b = 1 - 0.99*(1-0.45) = 0.4555; c via a->c (0.18) and a->b->c (0.9*0.5*0.4 = 0.18):
+        #            1 - 0.99*0.82*0.82 = 0.334324
+        # d is not observed: leaving it out changes nothing, c = 1 - 0.99*0.82*0.82*0.76 = 0.49408624
+        assert [x["remove"] for x in cf["c"]] == ["a", "b", "d"]
+        assert [x["probability"] for x in cf["b"]] == pytest.approx([0.604, 0.4555, 1 - 0.99 * 0.4 * 0.55], abs=1e-9)
+        assert [x["probability"] for x in cf["c"]] == pytest.approx([0.2476, 0.334324, 0.49408624], abs=1e-9)
+        ref = scoring.counterfactuals(tiny.edges(), obs, ["b", "c"], removals=["a", "b", "d"])
+        for t in ("b", "c"):
+            assert [x["probability"] for x in cf[t]] == pytest.approx([x["probability"] for x in ref[t]], abs=1e-9)
+        full = tiny.concept_probabilities(obs, ["c"])
+        assert full["c"] == pytest.approx(0.49408624, abs=1e-9)
+        assert tiny.counterfactuals(obs, ["c"], []) == {"c": []}
+        with pytest.raises(InputError):
+            tiny.counterfactuals(obs, ["c"], [""])
+
     def test_causal_scores_hand_computed(self, tiny):
         cands = [Candidate("r1", ["c"], ["b"]), Candidate("empty"), Candidate("r3", ["x"], ["a"])]
         got = tiny.causal_scores(cands, {"a": 0.9}, default_leak=0.01)
@@ -236,6 +255,11 @@ class GraphStoreContract:
         cands = [Candidate(f"r{k}", rnd.sample(targets, 3), rnd.sample(targets, 2)) for k in range(10)]
         for g, r in zip(store.causal_scores(cands, observed), scoring.candidate_scores(edges, cands, observed, leaks=leaks), strict=True):
             assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
+        gc = store.counterfactuals(observed, targets, list(observed))
+        rc = scoring.counterfactuals(edges, observed, targets, leaks=leaks, default_leak=0.01)
+        for t in targets:
+            assert [x["remove"] for x in gc[t]] == [x["remove"] for x in rc[t]]
+            assert [x["probability"] for x in gc[t]] == pytest.approx([x["probability"] for x in rc[t]], abs=1e-9), t
         gp = store.paths(observed, diags, limit=50)
         rp = scoring.paths(edges, observed, diags, limit=50)
         for d in diags:
