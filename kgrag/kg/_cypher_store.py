@@ -11,7 +11,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, fields, is_dataclass
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from kgrag import cypher
@@ -96,6 +97,98 @@ def edge_row(e: Edge | Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A read statement and how to turn its rows into the method's value; ``name=None``
+    when the answer needs no query (e.g. no targets), then ``value`` is the answer."""
+
+    name: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    finish: Callable[[list[dict[str, Any]]], Any] = list
+    value: Any = None
+
+
+def _once(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` called at the first call of the result, its value (or error) kept."""
+    box: list[Any] = []
+
+    def get() -> Any:
+        if not box:
+            try:
+                box.append((True, fn()))
+            except Exception as e:  # kept and raised again to every reader
+                box.append((False, e))
+        ok, v = box[0]
+        if not ok:
+            raise v
+        return v
+
+    return get
+
+
+class Pending:
+    """The answer of one call queued on a :class:`GraphPipeline`; ``result()`` waits for it."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get: Callable[[], Any]) -> None:
+        self._get = get
+
+    def result(self) -> Any:
+        return self._get()
+
+
+class GraphPipeline:
+    """Read-only scoring calls queued, sent to the engine together by :meth:`send`, and
+    answered in order: the caller does other work (stage-1 retrieval) while the engine
+    computes.  On FalkorDB the statements are written to one connection at once and
+    the replies read back when asked for; on other backends they run on ``executor``
+    (or each at its first read).  Values are those of the store's methods of the same
+    name.  :meth:`close` drops replies nobody read (also done after the last read).
+    """
+
+    def __init__(self, store: CypherGraphStore) -> None:
+        self._store = store
+        self._plans: list[_Plan] = []
+        self._readers: list[Callable[[], list[dict[str, Any]]]] | None = None
+        self._close: Callable[[], None] | None = None
+
+    def _add(self, plan: _Plan) -> Pending:
+        if self._readers is not None:
+            raise GraphStoreError("this graph pipeline was sent already", fix="queue every call before send()")
+        i = len(self._plans)
+        self._plans.append(plan)
+        return Pending(_once(lambda: self._answer(i)))
+
+    def concept_probabilities(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._probabilities_plan(*args, **kw))
+
+    def counterfactuals(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._counterfactuals_plan(*args, **kw))
+
+    def paths(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._paths_plan(*args, **kw))
+
+    def send(self, executor: Executor | None = None) -> GraphPipeline:
+        calls = [self._store._prepare(p.name, p.params) for p in self._plans if p.name is not None]
+        readers = self._store._send(calls, executor) if calls else []
+        it = iter(readers)
+        self._readers = [next(it) if p.name is not None else None for p in self._plans]
+        self._close = getattr(readers, "close", None)
+        return self
+
+    def _answer(self, i: int) -> Any:
+        if self._readers is None:
+            raise GraphStoreError("graph pipeline read before send()", fix="call send() after queueing the calls")
+        plan = self._plans[i]
+        return plan.value if plan.name is None else plan.finish(self._readers[i]())
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+
 class CypherGraphStore:
     """Base class; subclasses set ``backend``, ``dialect`` and implement ``_execute``."""
 
@@ -110,14 +203,38 @@ class CypherGraphStore:
     def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def _run(self, name: str, params: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+    def _send(self, calls: Sequence[tuple[str, str, dict[str, Any]]],
+              executor: Executor | None) -> list[Callable[[], list[dict[str, Any]]]]:
+        """Start read-only statements now, answered later in order (see :class:`GraphPipeline`).
+
+        This default runs them on ``executor`` (one worker keeps their order), or when
+        there is none, each at its first read.  Backends whose protocol pipelines
+        commands on a connection override it.
+        """
+        if executor is not None:
+            return [executor.submit(self._execute, *c).result for c in calls]
+        return [_once(lambda c=c: self._execute(*c)) for c in calls]
+
+    def _prepare(self, name: str, params: Mapping[str, Any] | None = None, *,
+                 label: str | None = None) -> tuple[str, str, dict[str, Any]]:
+        """(file path, text, params) of a catalog statement, its parameters checked."""
         st = cypher.load(name, self.dialect)
         params = dict(params or {})
         missing = st.params - params.keys()
         if missing:
             raise GraphStoreError(f"statement {name} called without parameters {sorted(missing)}")
         text = st.with_label(label) if label else st.body
-        return self._execute(st.path, text, {k: params[k] for k in st.params})
+        return st.path, text, {k: params[k] for k in st.params}
+
+    def _run(self, name: str, params: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+        return self._execute(*self._prepare(name, params, label=label))
+
+    def _call(self, plan: _Plan) -> Any:
+        return plan.value if plan.name is None else plan.finish(self._run(plan.name, plan.params))
+
+    def pipeline(self) -> GraphPipeline:
+        """Queue read-only scoring calls, send them together, read each answer when needed."""
+        return GraphPipeline(self)
 
     def _run_batched(self, name: str, rows: Sequence[Any], extra: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -280,37 +397,71 @@ class CypherGraphStore:
                 rows.append({"id": str(k), "q": q})
         return rows or _NO_OBSERVATION
 
-    def _scenarios(self, observed: Mapping[str, float], targets: list[str], removals: list[str], max_len: int,
-                   default_leak: float | None) -> dict[str, list[float]]:
-        """score_concepts.cypher: {removed id ('' = full evidence): [P(target) in targets order]}."""
-        res = self._run("score_concepts", {"targets": targets, "observed": self._observed(observed), "removals": removals,
-                                           "max_len": int(max_len),
-                                           "default_leak": float(self.default_leak if default_leak is None else default_leak)})
-        out = {r["removed"]: [float(x) for x in r["probabilities"]] for r in res}
-        if set(out) != set(removals) or any(len(v) != len(targets) for v in out.values()):
-            raise GraphStoreError(f"score_concepts returned {len(out)} scenarios for {len(removals)} requested",
-                                  fix="check the graph engine's log; this is a kgrag bug if it repeats")
-        return out
+    def _scenarios_plan(self, observed: Mapping[str, float], targets: list[str], removals: list[str], max_len: int,
+                        default_leak: float | None, finish: Callable[[dict[str, list[float]]], Any]) -> _Plan:
+        """score_concepts.cypher: ``finish`` gets {removed id ('' = full evidence): [P(target) in targets order]}."""
+        params = {"targets": targets, "observed": self._observed(observed), "removals": removals, "max_len": int(max_len),
+                  "default_leak": float(self.default_leak if default_leak is None else default_leak)}
+
+        def parse(res: list[dict[str, Any]]) -> Any:
+            out = {r["removed"]: [float(x) for x in r["probabilities"]] for r in res}
+            if set(out) != set(removals) or any(len(v) != len(targets) for v in out.values()):
+                raise GraphStoreError(f"score_concepts returned {len(out)} scenarios for {len(removals)} requested",
+                                      fix="check the graph engine's log; this is a kgrag bug if it repeats")
+            return finish(out)
+
+        return _Plan("score_concepts", params, parse)
+
+    def _probabilities_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                            default_leak: float | None = None) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return _Plan(None, value={})
+        return self._scenarios_plan(observed, targets, [""], max_len, default_leak,
+                                    lambda sc: dict(zip(targets, sc[""], strict=True)))
+
+    def _counterfactuals_plan(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
+                              max_len: int = 3, default_leak: float | None = None) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        removals = [check_id("concept", r) for r in dict.fromkeys(removals)]
+        if not targets or not removals:
+            return _Plan(None, value={t: [] for t in targets})
+
+        def fold(sc: dict[str, list[float]]) -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+            for o in removals:
+                for t, p in zip(targets, sc[o], strict=True):
+                    out[t].append({"remove": o, "probability": p})
+            return out
+
+        return self._scenarios_plan(observed, targets, removals, max_len, default_leak, fold)
+
+    def _paths_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                    limit: int = 5) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        obs = [o for o in self._observed(observed) if o["id"]]
+        if not targets or not obs:
+            return _Plan(None, value={t: [] for t in targets})
+
+        def group(res: list[dict[str, Any]]) -> dict[str, list[Path]]:
+            out: dict[str, list[Path]] = {t: [] for t in targets}
+            for r in res:
+                out[r["target"]].append(Path(list(r["nodes"]), float(r["strength"])))
+            for t in out:
+                out[t].sort(key=lambda p: (-p.strength, p.nodes))
+                out[t] = out[t][:limit]
+            return out
+
+        return _Plan("get_paths", {"observed": obs, "targets": targets, "max_len": int(max_len)}, group)
 
     def concept_probabilities(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
                               default_leak: float | None = None) -> dict[str, float]:
-        targets = list(dict.fromkeys(targets))
-        if not targets:
-            return {}
-        return dict(zip(targets, self._scenarios(observed, targets, [""], max_len, default_leak)[""], strict=True))
+        return self._call(self._probabilities_plan(observed, targets, max_len=max_len, default_leak=default_leak))
 
     def counterfactuals(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
                         max_len: int = 3, default_leak: float | None = None) -> dict[str, list[dict[str, Any]]]:
-        targets = list(dict.fromkeys(targets))
-        removals = [check_id("concept", r) for r in dict.fromkeys(removals)]
-        out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-        if not targets or not removals:
-            return out
-        sc = self._scenarios(observed, targets, removals, max_len, default_leak)
-        for o in removals:
-            for t, p in zip(targets, sc[o], strict=True):
-                out[t].append({"remove": o, "probability": p})
-        return out
+        return self._call(self._counterfactuals_plan(observed, targets, removals, max_len=max_len,
+                                                     default_leak=default_leak))
 
     def causal_scores(self, candidates: Sequence[Candidate], observed: Mapping[str, float], *, max_len: int = 3,
                       default_leak: float | None = None) -> list[CandidateScore]:
@@ -322,17 +473,7 @@ class CypherGraphStore:
 
     def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
               limit: int = 5) -> dict[str, list[Path]]:
-        targets = list(dict.fromkeys(targets))
-        out: dict[str, list[Path]] = {t: [] for t in targets}
-        obs = [o for o in self._observed(observed) if o["id"]]
-        if not targets or not obs:
-            return out
-        for r in self._run("get_paths", {"observed": obs, "targets": targets, "max_len": int(max_len)}):
-            out[r["target"]].append(Path(list(r["nodes"]), float(r["strength"])))
-        for t in out:
-            out[t].sort(key=lambda p: (-p.strength, p.nodes))
-            out[t] = out[t][:limit]
-        return out
+        return self._call(self._paths_plan(observed, targets, max_len=max_len, limit=limit))
 
     # -- whole graph ---------------------------------------------------------------------
     def export(self) -> dict[str, Any]:

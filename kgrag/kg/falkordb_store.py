@@ -74,8 +74,18 @@ class FalkorDBStore(CypherGraphStore):
                     raise CypherError(name, dict(params), e2) from e2
             else:
                 raise CypherError(name, dict(params), e) from e
-        cols = [h[1] if isinstance(h, list | tuple) else h for h in (res.header or [])]
-        return [dict(zip(cols, (_plain(v) for v in row), strict=False)) for row in res.result_set or []]
+        return _rows(res)
+
+    def _send(self, calls, executor=None):
+        """Write every statement to one connection now (Redis pipelining); each reader
+        takes its reply off the socket in order, so the engine computes while the
+        caller goes on.  A failed send falls back to plain calls (which restart a dead
+        embedded server); ``executor`` is not needed."""
+        try:
+            return _PipelinedReplies(self, calls)
+        except Exception as e:  # connection-level trouble: the plain path recovers or names it
+            log.debug("pipelined send failed (%s: %s); running the statements one by one", type(e).__name__, e)
+            return super()._send(calls, None)
 
     def ensure_schema(self) -> None:
         try:
@@ -110,3 +120,85 @@ class FalkorDBStore(CypherGraphStore):
             self._db.connection.close()
         except Exception:  # closing a dead connection is not an error worth raising
             pass
+
+
+def _rows(res: Any) -> list[dict[str, Any]]:
+    cols = [h[1] if isinstance(h, list | tuple) else h for h in (res.header or [])]
+    return [dict(zip(cols, (_plain(v) for v in row), strict=False)) for row in res.result_set or []]
+
+
+class _PipelinedReplies(list):
+    """Readers of read-only statements written to one pooled connection at once.
+
+    Reader i reads the replies up to i off the socket (Redis answers a connection's
+    commands in order).  The connection goes back to the pool after the last reply;
+    :meth:`close` disconnects it instead when replies are left unread, so no later
+    command can read a stale reply.  After a failed read the remaining statements run
+    one by one through the store (with its restart-on-death handling).
+    """
+
+    def __init__(self, store: FalkorDBStore, calls) -> None:
+        super().__init__()
+        self._store, self._calls = store, list(calls)
+        self._pool = store._db.connection.connection_pool
+        self._conn = self._pool.get_connection()
+        try:
+            build = store._graph._build_params_header
+            self._conn.send_packed_command(self._conn.pack_commands(
+                [("GRAPH.RO_QUERY", store.graph_name, build(dict(params)) + text, "--compact")
+                 for _, text, params in self._calls]))
+        except Exception:
+            self._drop()
+            raise
+        self._got: list[Any] = []
+        self._broken = False
+        self.extend(self._reader(i) for i in range(len(self._calls)))
+
+    def _reader(self, i: int):
+        return lambda: self._read(i)
+
+    def _read(self, i: int) -> list[dict[str, Any]]:
+        from falkordb.query_result import QueryResult
+
+        name, text, params = self._calls[i]
+        while len(self._got) <= i and not self._broken:
+            try:
+                self._got.append(("ok", self._conn.read_response()))
+            except Exception as e:
+                self._got.append(("error", e))
+                self._broken = True
+                self._drop()
+            if len(self._got) == len(self._calls):
+                self.close()
+        if i >= len(self._got):  # the connection broke on an earlier reply
+            return self._store._execute(name, text, params)
+        kind, reply = self._got[i]
+        if kind == "error":
+            if _is_connection_error(reply):
+                return self._store._execute(name, text, params)
+            raise CypherError(name, dict(params), reply) from reply
+        try:
+            return _rows(QueryResult(self._store._graph, reply))
+        except Exception as e:
+            raise CypherError(name, dict(params), e) from e
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._pool.release(self._conn)
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        if len(self._got) < len(self._calls):
+            self._drop()  # replies still in flight: never hand this connection to anyone else
+        else:
+            self._pool.release(self._conn)
+            self._conn = None
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    import redis
+
+    return isinstance(e, redis.ConnectionError | redis.TimeoutError | OSError)

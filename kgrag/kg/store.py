@@ -171,6 +171,11 @@ class GraphStore(Protocol):
     ) -> dict[str, list[Path]]:
         """Strongest accepted paths from observed concepts to each target."""
 
+    def pipeline(self) -> Any:
+        """A :class:`~kgrag.kg._cypher_store.GraphPipeline`: ``concept_probabilities``,
+        ``counterfactuals`` and ``paths`` queued (each returns a ``Pending``), sent
+        together with ``send(executor=None)``, answered by ``Pending.result()``."""
+
     # -- whole-graph -----------------------------------------------------------
     def export(self) -> dict[str, Any]:
         """{"concepts": [...], "edges": [...]} -- JSON-serialisable."""

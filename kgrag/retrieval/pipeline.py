@@ -124,11 +124,16 @@ class QueryPipeline:
         chain += [stages.RewardFilter(self.model, self.index, rs.reward_threshold), stages.Stage2Definitions(),
                   stages.Explain(self.diagnoses)]
         timings = st["trace"]["timings_ms"] = {}
-        for stage in chain:
-            t1 = time.perf_counter()
-            st = stage.run(st)
-            name = type(stage).__name__
-            timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t1) * 1000.0, 3)
+        try:
+            for stage in chain:
+                t1 = time.perf_counter()
+                st = stage.run(st)
+                name = type(stage).__name__
+                timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t1) * 1000.0, 3)
+            answer = self._answer(st, st["candidates"][:k])
+        finally:
+            if st.get("graph_pipeline") is not None:
+                st["graph_pipeline"].close()
         keep = st["candidates"][:k]
         splits = self.index.splits
         leaked = [c["id"] for c in keep if splits.get(c["id"]) == "test"]
@@ -139,7 +144,6 @@ class QueryPipeline:
                      "similarity": {kk: (None if v is None else round(v, 6)) for kk, v in c["similarity"].items()},
                      "causal_loglik": None if c.get("causal_loglik") is None else round(c["causal_loglik"], 6),
                      "sentences": self._sentences(c["id"], focus)} for r, c in enumerate(keep)]
-        answer = self._answer(st, keep)
         return {
             "query": {"id": q.id, "images": q.images, "question": q.question, "findings": q.findings, "modality": st["modality"]},
             "answer": answer,

@@ -6,8 +6,8 @@ The state is a plain dict; every stage records what it computed under
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -104,51 +104,45 @@ class Stage1Cases:
         return st
 
 
-def _now(fn: Callable[..., Any], *args: Any, **kw: Any) -> Future:
-    """Run ``fn`` at once and wrap its outcome as a finished future (no worker thread)."""
-    fut: Future = Future()
-    try:
-        fut.set_result(fn(*args, **kw))
-    except Exception as e:  # handed to whoever reads the result, as a worker would
-        fut.set_exception(e)
-    return fut
-
-
 class CausalState:
     """Starts the graph-engine work that needs nothing but V_I, as soon as V_I is known.
 
-    Three statements go to the graph engine, in this order: P(c | V_I) for every concept
-    a candidate report can assert (``score_concepts``: the causal rerank, the diagnoses
-    and the answer all read it), the do(o = absent) counterfactuals of the diagnoses for
-    the strongest observations (the same statement, one row per scenario), and the
-    strongest paths to each diagnosis and question concept (``get_paths``).  With an
-    ``executor`` (the pipeline's single graph worker) they run while stage 1 searches
-    FAISS, so the engine's round trips leave the critical path; without one they run
-    here, in turn.  Later stages read ``st["graph"][key].result()``.
+    Three read-only statements go to the graph engine together, in this order: P(c | V_I)
+    for every concept a candidate report can assert (``score_concepts``: the causal
+    rerank, the diagnoses and the answer all read it), the do(o = absent)
+    counterfactuals of the diagnoses for the strongest observations (the same
+    statement, one row per scenario), and the strongest paths to each diagnosis and
+    question concept (``get_paths``).  They are sent as a :class:`GraphPipeline
+    <kgrag.kg._cypher_store.GraphPipeline>` before stage 1 searches FAISS, so the engine
+    computes while retrieval runs (FalkorDB: pipelined on one connection; other
+    backends: on ``executor``, the pipeline's graph worker).  Later stages read
+    ``st["graph"][key].result()``; ``st["graph_pipeline"]`` is closed by the caller.
     """
 
     def __init__(self, store, targets: Sequence[str], diagnoses: Sequence[str], *, max_len: int, default_leak: float,
-                 max_counterfactuals: int = 5, executor: Executor | None = None) -> None:
+                 max_counterfactuals: int = 5, executor: Executor | None = None, explain: bool = True) -> None:
+        """``explain=False`` sends only the probabilities (retrieval without :class:`Explain`)."""
         self.store, self.targets, self.diagnoses = store, list(targets), list(diagnoses)
         self.max_len, self.default_leak, self.max_cf, self.executor = max_len, default_leak, max_counterfactuals, executor
+        self.explain = explain
 
     def run(self, st: dict[str, Any]) -> dict[str, Any]:
-        submit = self.executor.submit if self.executor is not None else _now
         obs = dict(st["observed"])
         kw = {"max_len": self.max_len, "default_leak": self.default_leak}
         targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st["question_concepts"]]))
-        top = sorted(obs, key=lambda o: (-obs[o], o))[: self.max_cf]
-        path_targets = list(dict.fromkeys([*self.diagnoses, *st["question_concepts"]]))
-        st["graph"] = {
-            "probabilities": submit(self.store.concept_probabilities, obs, targets, **kw),
-            "counterfactuals": submit(self.store.counterfactuals, obs, self.diagnoses, top, **kw) if top else None,
-            "paths": submit(self.store.paths, obs, path_targets, max_len=self.max_len, limit=3) if obs else None,
-        }
+        pipe = self.store.pipeline()
+        st["graph"] = {"probabilities": pipe.concept_probabilities(obs, targets, **kw), "counterfactuals": None, "paths": None}
+        if self.explain:
+            top = sorted(obs, key=lambda o: (-obs[o], o))[: self.max_cf]
+            path_targets = list(dict.fromkeys([*self.diagnoses, *st["question_concepts"]]))
+            st["graph"]["counterfactuals"] = pipe.counterfactuals(obs, self.diagnoses, top, **kw)
+            st["graph"]["paths"] = pipe.paths(obs, path_targets, max_len=self.max_len, limit=3)
+        st["graph_pipeline"] = pipe.send(self.executor)
         return st
 
 
 def graph_result(st: Mapping[str, Any], key: str, default: Any) -> Any:
-    """The outcome of a :class:`CausalState` call (waiting for it), or ``default`` when none was made."""
+    """The answer of a :class:`CausalState` call (waiting for it), or ``default`` when none was made."""
     fut = st["graph"][key]
     return default if fut is None else fut.result()
 

@@ -266,6 +266,41 @@ class GraphStoreContract:
             assert sorted((tuple(p.nodes), round(p.strength, 9)) for p in gp[d]) == sorted(
                 (tuple(p.nodes), round(p.strength, 9)) for p in rp[d])
 
+    def test_pipeline_answers_equal_the_direct_calls(self, tiny):
+        obs = {"a": 0.9, "b": 0.6}
+        pipe = tiny.pipeline()
+        pr = pipe.concept_probabilities(obs, ["b", "c", "x"])
+        none = pipe.concept_probabilities(obs, [])
+        cf = pipe.counterfactuals(obs, ["c"], ["a", "b"])
+        ps = pipe.paths(obs, ["c"], limit=5)
+        pipe.send()
+        # read out of order: later answers first
+        assert ps.result() == tiny.paths(obs, ["c"], limit=5)
+        assert pr.result() == pytest.approx(tiny.concept_probabilities(obs, ["b", "c", "x"]), abs=1e-12)
+        assert pr.result()["c"] == pytest.approx(0.49408624, abs=1e-9)
+        assert none.result() == {}
+        assert cf.result() == tiny.counterfactuals(obs, ["c"], ["a", "b"])
+        pipe.close()
+        with pytest.raises(GraphStoreError, match="sent already"):
+            pipe.paths(obs, ["c"])
+
+    def test_pipeline_unread_replies_do_not_leak_into_later_calls(self, tiny):
+        for _ in range(3):
+            pipe = tiny.pipeline()
+            pipe.concept_probabilities({"a": 1.0}, ["c"])
+            pipe.paths({"a": 1.0}, ["c"])
+            pipe.send()
+            pipe.close()  # nothing read
+        assert tiny.concept_probabilities({"a": 1.0}, ["c"])["c"] == pytest.approx(0.3664, abs=1e-9)
+        assert len(tiny.edges("accepted")) == 3
+
+    def test_pipeline_bad_input_is_refused_before_sending(self, tiny):
+        pipe = tiny.pipeline()
+        with pytest.raises(InputError):
+            pipe.concept_probabilities({"a": 1.5}, ["c"])
+        with pytest.raises(InputError):
+            pipe.counterfactuals({"a": 1.0}, ["c"], ["  a"])
+
     def test_paths_strongest_first(self, tiny):
         got = tiny.paths({"a": 1.0}, ["c", "d"])
         assert [p.nodes for p in got["c"]] in (

@@ -35,3 +35,38 @@ class TestFalkorDBStore(GraphStoreContract):
 
         with pytest.raises(CypherError):
             store._execute("raw", "CREATE (:Concept {id: 'a'})", {})
+
+    def test_pipelined_error_names_the_statement_and_later_replies_still_come(self, store):
+        from kgrag.errors import CypherError
+
+        readers = store._send([("ok.cypher", "RETURN 1 AS x", {}), ("bad.cypher", "RETURN nosuchfunction(1) AS x", {}),
+                               ("ok2.cypher", "RETURN $v AS x", {"v": "it's"})], None)
+        assert readers[0]() == [{"x": 1}]
+        with pytest.raises(CypherError, match="bad.cypher"):
+            readers[1]()
+        assert readers[2]() == [{"x": "it's"}]
+        assert store.concept_probabilities({}, ["nothing"]) == {"nothing": pytest.approx(0.01)}
+
+    def test_pipeline_survives_a_killed_server(self, tmp_path):
+        import os
+        import signal
+
+        from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+        from kgrag.kg.falkordb_store import FalkorDBStore
+
+        srv = EmbeddedFalkorDB(tmp_path / "graph")
+        srv.start()
+        try:
+            s = FalkorDBStore.from_server(srv, "g")
+            s.ensure_schema()
+            s.upsert_concepts([{"id": "a", "role": "Finding", "leak": 0.2}])
+            assert s.concept_probabilities({}, ["a"]) == {"a": pytest.approx(0.2)}
+            os.kill(srv.pid(), signal.SIGKILL)
+            pipe = s.pipeline()
+            got = pipe.concept_probabilities({}, ["a"])
+            pipe.send()
+            # the plain path restarts the embedded server; the AOF brought the concept back
+            assert got.result() == {"a": pytest.approx(0.2)}
+            s.close()
+        finally:
+            srv.stop()
