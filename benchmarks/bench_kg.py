@@ -1,9 +1,10 @@
 """Causal scoring on the IU-Xray graph: K=50 candidates, 5 observed findings.
 
 Fetches and ingests IU-Xray into a private home if needed (benchmarks/.home-iu),
-builds the graph, then times ``store.causal_scores`` (one batched Cypher query
-on the embedded FalkorDB) against the pure-Python reference on the same edges,
-in the same run.  Also records the graph's counts, the build time and the 15
+builds the graph, then times ``store.causal_scores`` (one ``score_concepts``
+query on the embedded FalkorDB for every concept the candidates assert, then each
+report's mean log-likelihood) against the pure-Python reference on the same
+edges, in the same run.  Also records the graph's counts, the build time and the 15
 strongest accepted Finding→Diagnosis edges.
 """
 
