@@ -7,6 +7,7 @@ here once, so FalkorDB and Neo4j run the same statements.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from typing import Any
 
 from kgrag import cypher
 from kgrag.errors import GraphStoreError, InputError
+from kgrag.kg import scoring
 from kgrag.kg.store import Candidate, CandidateScore, Path, UpsertReport
 from kgrag.types import ASSERTIONS, EDGE_STATUSES, ROLES, Concept, Edge
 
@@ -213,7 +215,7 @@ class CypherGraphStore:
         """
         if executor is not None:
             return [executor.submit(self._execute, *c).result for c in calls]
-        return [_once(lambda c=c: self._execute(*c)) for c in calls]
+        return [functools.partial(self._execute, *c) for c in calls]  # Pending keeps the answer
 
     def _prepare(self, name: str, params: Mapping[str, Any] | None = None, *,
                  label: str | None = None) -> tuple[str, str, dict[str, Any]]:
@@ -465,8 +467,6 @@ class CypherGraphStore:
 
     def causal_scores(self, candidates: Sequence[Candidate], observed: Mapping[str, float], *, max_len: int = 3,
                       default_leak: float | None = None) -> list[CandidateScore]:
-        from kgrag.kg import scoring
-
         targets = scoring.candidate_targets(candidates)
         probs = self.concept_probabilities(observed, targets, max_len=max_len, default_leak=default_leak)
         return scoring.score_candidates(probs, candidates)

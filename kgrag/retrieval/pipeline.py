@@ -130,11 +130,11 @@ class QueryPipeline:
                 st = stage.run(st)
                 name = type(stage).__name__
                 timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t1) * 1000.0, 3)
-            answer = self._answer(st, st["candidates"][:k])
+            keep = st["candidates"][:k]
+            answer = self._answer(st, keep)
         finally:
             if st.get("graph_pipeline") is not None:
                 st["graph_pipeline"].close()
-        keep = st["candidates"][:k]
         splits = self.index.splits
         leaked = [c["id"] for c in keep if splits.get(c["id"]) == "test"]
         if leaked:
