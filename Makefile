@@ -24,6 +24,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml tests/neo4j_lint/package.json
 	touch $@
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-all: install
@@ -37,6 +38,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check kgrag tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -27,8 +27,8 @@ import json, resource, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, ROOT)
-from kgrag.retrieval.encoders import HashEncoder
-from kgrag.retrieval.index import IndexSet
+from kgrag.model.encoders import HashEncoder
+from kgrag.index.indexset import IndexSet
 from kgrag.types import Study as S
 
 n, flat_max, dist = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

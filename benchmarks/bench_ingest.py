@@ -23,8 +23,8 @@ from _common import ROOT, write
 
 def main(n: int = 3000) -> dict:
     from kgrag.config import load_settings
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
     from kgrag.ingest.pipeline import ingest
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
     from kgrag.synth.generate import make_study
 
     tmp = Path(tempfile.mkdtemp(prefix="kgrag-bench-ingest-"))

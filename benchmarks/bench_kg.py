@@ -17,13 +17,13 @@ from _common import ROOT, percentiles, timed, write
 
 
 def main(repeat: int = 300) -> dict:
+    from kgrag.causal import scoring
     from kgrag.config import load_settings
-    from kgrag.ingest.docstore import DocStore
+    from kgrag.docstore import DocStore
+    from kgrag.graph.factory import open_store
     from kgrag.ingest.pipeline import ingest
-    from kgrag.kg import scoring
     from kgrag.kg.build import build_graph
-    from kgrag.kg.factory import open_store
-    from kgrag.kg.store import Candidate
+    from kgrag.types import ReportCandidate
 
     data = ROOT / "data" / "iu"
     if not (data / "manifest.jsonl").exists():
@@ -46,7 +46,7 @@ def main(repeat: int = 300) -> dict:
     batches = []
     for _ in range(repeat):
         pick = rng.choice(ids, 50, replace=False)
-        batches.append([Candidate(i, [c for c, a in sc[i].items() if a == "present"], [c for c, a in sc[i].items() if a == "absent"]) for i in pick])
+        batches.append([ReportCandidate(i, [c for c, a in sc[i].items() if a == "present"], [c for c, a in sc[i].items() if a == "absent"]) for i in pick])
     it = iter(range(10**9))
     ref_it = iter(range(10**9))
     cy = percentiles(timed(lambda: store.causal_scores(batches[next(it) % repeat], observed), repeat))

@@ -7,7 +7,7 @@ embedded FalkorDB; each study's report asserts/denies random concept sets; each
 query has its own image vector and its own V_I (image-finding probabilities drawn
 per query).  One query runs the query pipeline's own stages from V_I on:
 
-    stage 1 (kgrag.retrieval.stages.Stage1Cases: FAISS top-200 in the text and the
+    stage 1 (kgrag.query.stages.Stage1Cases: FAISS top-200 in the text and the
     image spaces, MR-RAG fusion, top N = 50) → causal rerank (CausalRerank) → Score
 
 and the variants differ only in where P(c | V_I) comes from:
@@ -18,7 +18,7 @@ and the variants differ only in where P(c | V_I) comes from:
 - ``causal_serial``: the same statement sent after stage 1 and read at once (what
   the overlap saves);
 - ``baseline``: FAISS + in-process rerank: the same stages with the probabilities
-  from the pure-Python reference (kgrag.kg.scoring) over a copy of the edges, no
+  from the pure-Python reference (kgrag.causal.scoring) over a copy of the edges, no
   graph engine.
 
 The three variants are interleaved in rounds so that drift of a shared machine
@@ -40,15 +40,15 @@ ROUNDS = 5
 
 
 def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
-    from kgrag.kg import scoring
-    from kgrag.kg._cypher_store import Pending
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
-    from kgrag.kg.falkordb_store import FalkorDBStore
+    from kgrag.causal import scoring
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
+    from kgrag.graph.falkordb_store import FalkorDBStore
+    from kgrag.graph.graph_pipeline import Pending
+    from kgrag.index.indexset import IndexSet
+    from kgrag.model.encoders import HashEncoder
+    from kgrag.model.fusion import FusionWeights
     from kgrag.ontology import concepts, ids_with_role
-    from kgrag.retrieval import stages
-    from kgrag.retrieval.encoders import HashEncoder
-    from kgrag.retrieval.fusion import FusionWeights
-    from kgrag.retrieval.index import IndexSet
+    from kgrag.query import stages
     from kgrag.synth import model as truth
 
     rng = np.random.default_rng(0)

@@ -26,15 +26,15 @@ from _common import write
 
 
 def _eval(settings, model, split: str) -> dict:
-    from kgrag.ingest.docstore import DocStore
-    from kgrag.ingest.images import load_image
-    from kgrag.retrieval.data import present_sets
-    from kgrag.retrieval.train import chance_recall, recall_at
+    from kgrag.docstore import DocStore
+    from kgrag.imaging import IMAGE_SIZE, load_image
+    from kgrag.model.data import present_sets
+    from kgrag.model.train import chance_recall, recall_at
 
     with DocStore.from_settings(settings) as ds:
         studies = [s for s in ds.studies(split=split) if s.images]
         sc = ds.study_concepts(split=split)
-    zi = model.encode_images([load_image(s.images[0], size=128) for s in studies])
+    zi = model.encode_images([load_image(s.images[0], size=IMAGE_SIZE) for s in studies])
     zt = model.encode_texts([s.report for s in studies])
     n = len(studies)
     sets = present_sets([s.id for s in studies], sc)
@@ -56,9 +56,9 @@ def main() -> dict:
     ap.add_argument("--home", help="a kgrag home with the corpus already ingested (skips synth + ingest)")
     a = ap.parse_args()
     from kgrag.config import load_settings
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
-    from kgrag.retrieval.model import RetrievalModel
-    from kgrag.retrieval.train import train
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
+    from kgrag.model.retrieval_model import RetrievalModel
+    from kgrag.model.train import train
 
     prep_s = None
     if a.home:

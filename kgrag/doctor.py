@@ -100,14 +100,14 @@ def check_graph(settings: Settings, start: bool = True) -> Check:
 
     backend = settings.graph.backend
     if backend == "falkordb" and not settings.falkordb.url and not start:
-        from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+        from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
         st = EmbeddedFalkorDB(settings.graph_dir).status()
         if st.get("running"):
             return Check("graph", OK, f"embedded FalkorDB running (pid {st.get('pid')})")
         return Check("graph", WARN, "embedded FalkorDB not running", "kgrag db start")
     try:
-        from kgrag.kg.factory import open_store
+        from kgrag.graph.factory import open_store
 
         store = open_store(settings)
         try:

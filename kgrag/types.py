@@ -111,3 +111,27 @@ class Edge:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(slots=True)
+class ReportCandidate:
+    """A candidate report: what it asserts present and what it denies."""
+
+    id: str
+    present: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CandidateScore:
+    id: str
+    loglik: float | None  # mean log-likelihood; None when the report asserts nothing
+    n: int  # number of assertions scored
+    per_concept: list[dict[str, Any]] = field(default_factory=list)
+    # [{"concept": str, "assertion": "present"|"absent", "probability": float}]
+
+
+@dataclass(slots=True)
+class CausalPath:
+    nodes: list[str]
+    strength: float  # q_o * prod p

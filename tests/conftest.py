@@ -59,7 +59,7 @@ def _isolated_home(tmp_path, monkeypatch):
     yield
     # stop any embedded graph server a test started under its tmp dir
     for pid in tmp_path.rglob("falkordb.pid"):
-        from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+        from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
         EmbeddedFalkorDB(pid.parent).stop()
 
@@ -67,7 +67,7 @@ def _isolated_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def falkordb_server(tmp_path_factory):
     """One embedded FalkorDB server for the whole test session (Unix socket only)."""
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
     srv = EmbeddedFalkorDB(tmp_path_factory.mktemp("falkordb") / "graph")
     srv.start()
@@ -78,7 +78,7 @@ def falkordb_server(tmp_path_factory):
 @pytest.fixture
 def falkordb_store(falkordb_server):
     """A FalkorDBStore on a fresh, uniquely named graph; dropped afterwards."""
-    from kgrag.kg.falkordb_store import FalkorDBStore
+    from kgrag.graph.falkordb_store import FalkorDBStore
 
     store = FalkorDBStore.from_server(falkordb_server, graph_name="t_" + uuid.uuid4().hex[:12])
     store.ensure_schema()

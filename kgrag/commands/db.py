@@ -13,7 +13,7 @@ def db() -> None:
 
 
 def _embedded(settings):
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
     return EmbeddedFalkorDB.from_settings(settings)
 
@@ -33,7 +33,7 @@ def start(home: str | None, as_json: bool) -> None:
     srv = _embedded(settings)
     was_running = srv.running()
     st = srv.start()
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     open_store(settings).close()  # create the schema
     st["already_running"] = was_running
@@ -66,7 +66,7 @@ def status(home: str | None, as_json: bool) -> None:
     settings = settings_for(home)
     if settings.graph.backend == "neo4j":
         from kgrag.errors import GraphUnavailableError
-        from kgrag.kg.neo4j_store import Neo4jStore
+        from kgrag.graph.neo4j_store import Neo4jStore
 
         try:
             store = Neo4jStore.from_settings(settings)
@@ -75,7 +75,7 @@ def status(home: str | None, as_json: bool) -> None:
         except GraphUnavailableError as e:
             st = {"backend": "neo4j", "uri": settings.neo4j.uri, "running": False, "error": e.message}
     elif settings.falkordb.url:
-        from kgrag.kg.falkordb_store import FalkorDBStore
+        from kgrag.graph.falkordb_store import FalkorDBStore
 
         store = FalkorDBStore.from_settings(settings)
         st = {"backend": "falkordb", "embedded": False, "running": True, "counts": store.counts()}

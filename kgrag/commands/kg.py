@@ -48,7 +48,7 @@ def build(tau, alpha, min_support, home, as_json) -> None:
 @json_option
 def show(status, limit, home, as_json) -> None:
     """List edges, strongest first."""
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     store = open_store(settings_for(home))
     edges = sorted(store.edges(status), key=lambda e: -(e["p"] or 0))
@@ -69,7 +69,7 @@ def show(status, limit, home, as_json) -> None:
 @home_option
 def export(file, home) -> None:
     """Write concepts and edges to a JSON file."""
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     store = open_store(settings_for(home))
     data = store.export()
@@ -84,7 +84,7 @@ def export(file, home) -> None:
 @home_option
 def import_(file, home) -> None:
     """Load concepts and edges from a JSON export (overwrites locked decisions)."""
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     with open(file, encoding="utf-8") as f:
         data = json.load(f)
@@ -104,8 +104,8 @@ def curate() -> None:
 @click.option("--status", type=click.Choice(["accepted", "proposed", "rejected"]), default=None)
 @home_option
 def curate_export(file, status, home) -> None:
+    from kgrag.graph.factory import open_store
     from kgrag.kg.curate import export_csv
-    from kgrag.kg.factory import open_store
 
     store = open_store(settings_for(home))
     n = export_csv(store, file, status=status)
@@ -120,8 +120,8 @@ def curate_export(file, status, home) -> None:
 @json_option
 def curate_import(file, reviewer, home, as_json) -> None:
     """Apply a reviewed CSV: every row is validated first; any bad row and nothing is applied."""
+    from kgrag.graph.factory import open_store
     from kgrag.kg.curate import import_csv
-    from kgrag.kg.factory import open_store
 
     store = open_store(settings_for(home))
     try:
@@ -145,7 +145,7 @@ def curate_import(file, reviewer, home, as_json) -> None:
 @json_option
 def curate_set(src, dst, status, reviewer, note, unlock, home, as_json) -> None:
     """Record a decision on one edge (locked: no rebuild overwrites it)."""
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     store = open_store(settings_for(home))
     try:

@@ -45,8 +45,8 @@ def _print(res: dict) -> None:
 @json_option
 def query(images, question, findings, k, n, alpha, rerank, modality, batch, model_name, home, as_json) -> None:
     """Retrieve, rerank by the causal graph, explain and answer."""
-    from kgrag.retrieval.pipeline import Query, QueryPipeline, read_batch
-    from kgrag.retrieval.schema import validate_query_output
+    from kgrag.query.pipeline import Query, QueryPipeline, read_batch
+    from kgrag.query.schema import validate_query_output
 
     settings = settings_for(home)
     queries = read_batch(batch) if batch else [Query(list(images), question, findings, k, n, alpha, rerank, modality)]

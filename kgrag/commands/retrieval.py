@@ -24,7 +24,7 @@ def _fmt(d: dict) -> str:
 @json_option
 def train(name, epochs, batch_size, pooling, lr, patience, progress, home, as_json) -> None:
     """Train the image encoder + findings head (InfoNCE), fusion weights and reward model."""
-    from kgrag.retrieval.train import train as run
+    from kgrag.model.train import train as run
 
     rep = run(settings_for(home), name=name, epochs=epochs, batch_size=batch_size, pooling=pooling, lr=lr,
               patience=patience, progress=progress and not as_json)
@@ -51,7 +51,7 @@ def index() -> None:
 @json_option
 def build(model_name, progress, home, as_json) -> None:
     """Index train+val studies (test studies are never indexed)."""
-    from kgrag.retrieval.index import build_from_settings
+    from kgrag.index.indexset import build_from_settings
 
     info = build_from_settings(settings_for(home), model_name=model_name, progress=progress and not as_json)
     if as_json:
@@ -68,7 +68,7 @@ def build(model_name, progress, home, as_json) -> None:
 @json_option
 def add(model_name, progress, home, as_json) -> None:
     """Add train+val studies ingested since the last build."""
-    from kgrag.retrieval.index import add_from_settings
+    from kgrag.index.indexset import add_from_settings
 
     info = add_from_settings(settings_for(home), model_name=model_name, progress=progress and not as_json)
     if as_json:
@@ -82,7 +82,7 @@ def add(model_name, progress, home, as_json) -> None:
 @json_option
 def info(home, as_json) -> None:
     """Show the index manifest: encoder, graph version, kind and count per space."""
-    from kgrag.retrieval.index import IndexSet
+    from kgrag.index.indexset import IndexSet
 
     data = IndexSet.load(settings_for(home).index_dir).info()
     if as_json:

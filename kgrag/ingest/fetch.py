@@ -12,7 +12,6 @@ else test — stable across runs and machines, independent of file order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from kgrag.errors import KgragError
+from kgrag.ingest.splits import split_for
 
 WHEEL_SPEC = "torchxrayvision==1.5.7"
 ARCHIVE = "torchxrayvision/data/NLMCXR_reports.tgz"
 LICENSE = "CC BY-NC-ND 4.0 (Open-i / IU-Xray) - do not redistribute"
 
-
-def split_for(study_id: str, seed: int = 42) -> str:
-    u = int(hashlib.sha256(f"{seed}:{study_id}".encode()).hexdigest()[:12], 16) / float(1 << 48)
-    return "train" if u < 0.7 else "val" if u < 0.8 else "test"
 
 
 def download_wheel(cache: Path) -> Path:

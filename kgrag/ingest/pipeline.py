@@ -119,7 +119,7 @@ def validate(rec: RawRecord, max_chars: int) -> dict[str, Any]:
 
 
 def check_images(paths: list[str]) -> list[dict[str, Any]]:
-    from kgrag.ingest.images import load_image
+    from kgrag.imaging import load_image
 
     out = []
     for p in paths:
@@ -211,7 +211,7 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
            store: Any = None, docstore: Any = None) -> IngestReport:
     from tqdm import tqdm
 
-    from kgrag.ingest.docstore import DocStore
+    from kgrag.docstore import DocStore
     from kgrag.ontology import concepts
 
     t0 = time.perf_counter()
@@ -229,7 +229,7 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
     docstore = docstore or DocStore.from_settings(settings)
     own_store = store is None
     if store is None:
-        from kgrag.kg.factory import open_store
+        from kgrag.graph.factory import open_store
 
         store = open_store(settings)
     run_id = docstore.start_run(str(source))

@@ -1,1 +1,1 @@
-"""Causal knowledge graph: the only package that talks to a graph engine."""
+"""The causal knowledge graph: candidate edges from the docstore, refinement, audit and curation."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgrag.kg import scoring
+from kgrag.causal import scoring
 
 
 def _f(check: str, severity: str, message: str, items: list[Any] | None = None) -> dict[str, Any]:
@@ -72,12 +72,12 @@ def audit_graph(edges: list[dict[str, Any]], concepts: list[dict[str, Any]], spl
 
 
 def run_audit(settings: Any, html_path: str | None = None, *, store: Any = None, docstore: Any = None) -> dict[str, Any]:
-    from kgrag.ingest.docstore import DocStore
+    from kgrag.docstore import DocStore
     from kgrag.kg.build import latest_build_reports
 
     own_store, own_doc = store is None, docstore is None
     if store is None:
-        from kgrag.kg.factory import open_store
+        from kgrag.graph.factory import open_store
 
         store = open_store(settings)
     docstore = docstore or DocStore.from_settings(settings)

@@ -47,32 +47,10 @@ def load_priors() -> list[dict[str, str]]:
     return rows
 
 
-def indicator(assertions: Mapping[str, str], concept: str, uncertain_as: str) -> int | None:
-    a = assertions.get(concept)
-    if a == "present":
-        return 1
-    if a == "uncertain":
-        return {"present": 1, "absent": 0}.get(uncertain_as)
-    return 0
-
-
-def table_for(study_concepts: Mapping[str, Mapping[str, str]], c: str, e: str, uncertain_as: str,
-              where: tuple[str, int] | None = None) -> stats.Table:
-    n = [0, 0, 0, 0]
-    for a in study_concepts.values():
-        if where is not None:
-            w = indicator(a, where[0], uncertain_as)
-            if w is None or w != where[1]:
-                continue
-        x, y = indicator(a, c, uncertain_as), indicator(a, e, uncertain_as)
-        if x is None or y is None:
-            continue
-        n[(1 - x) * 2 + (1 - y)] += 1
-    return stats.Table(*n)
 
 
 @dataclass
-class Candidate:
+class EdgeCandidate:
     src: str
     dst: str
     table: stats.Table
@@ -99,22 +77,22 @@ class Candidate:
 
 
 def build_candidates(study_concepts: Mapping[str, Mapping[str, str]], *, min_support: int, uncertain_as: str = "ignore",
-                     priors: Iterable[Mapping[str, str]] = (), proposals: Iterable[Mapping[str, str]] = ()) -> list[Candidate]:
+                     priors: Iterable[Mapping[str, str]] = (), proposals: Iterable[Mapping[str, str]] = ()) -> list[EdgeCandidate]:
     cs = concepts()
     present_count: dict[str, int] = {}
     for a in study_concepts.values():
         for c, v in a.items():
             if v == "present":
                 present_count[c] = present_count.get(c, 0) + 1
-    out: dict[tuple[str, str], Candidate] = {}
+    out: dict[tuple[str, str], EdgeCandidate] = {}
     ids = [c for c in cs if present_count.get(c, 0) >= min_support]
     for c in ids:
         for e in ids:
             if c == e or (cs[c].role, cs[e].role) not in ALLOWED_EDGE_ROLES:
                 continue
-            t = table_for(study_concepts, c, e, uncertain_as)
+            t = stats.table_for(study_concepts, c, e, uncertain_as)
             if t.n11 >= min_support and stats.causal_power(t) > 0:
-                out[(c, e)] = Candidate(c, e, t, "statistics")
+                out[(c, e)] = EdgeCandidate(c, e, t, "statistics")
     for src, rows in (("prior", priors), ("extractor", proposals)):
         for r in rows:
             key = (r["src"], r["dst"])
@@ -126,7 +104,7 @@ def build_candidates(study_concepts: Mapping[str, Mapping[str, str]], *, min_sup
                 if src == "prior":
                     out[key].source = "prior"
             else:
-                out[key] = Candidate(key[0], key[1], table_for(study_concepts, *key, uncertain_as), src, r.get("rationale"))
+                out[key] = EdgeCandidate(key[0], key[1], stats.table_for(study_concepts, *key, uncertain_as), src, r.get("rationale"))
     for cand in out.values():
         cand.power = stats.causal_power(cand.table)
         cand.p_value_marginal = stats.g_test(cand.table)[1]
@@ -165,7 +143,7 @@ def provenance_index(mentions: Iterable[Any]) -> dict[tuple[str, str], list[str]
 
 
 def build_graph(settings: Any, *, docstore: Any = None, store: Any = None, progress: bool = True) -> BuildReport:
-    from kgrag.ingest.docstore import DocStore
+    from kgrag.docstore import DocStore
     from kgrag.kg import refine
 
     t0 = time.perf_counter()
@@ -176,7 +154,7 @@ def build_graph(settings: Any, *, docstore: Any = None, store: Any = None, progr
     own_doc, own_store = docstore is None, store is None
     docstore = docstore or DocStore.from_settings(settings)
     if store is None:
-        from kgrag.kg.factory import open_store
+        from kgrag.graph.factory import open_store
 
         store = open_store(settings)
     try:

@@ -68,7 +68,6 @@ def break_cycles(edges: list[Any]) -> list[Any]:
 
 def refine(cands: Sequence[Any], study_concepts: Mapping[str, Mapping[str, str]], *, alpha: float, correction: str,
            tau: float, uncertain_as: str = "ignore") -> RefineResult:
-    from kgrag.kg.build import table_for
 
     res = RefineResult()
     adj = stats.adjust([c.p_value_marginal for c in cands], correction)
@@ -89,7 +88,7 @@ def refine(cands: Sequence[Any], study_concepts: Mapping[str, Mapping[str, str]]
             nbr.setdefault(d_, set()).add(s_)
         mediators = sorted((nbr.get(c.src, set()) & nbr.get(c.dst, set())) - {c.src, c.dst})
         for m in mediators:
-            strata = [table_for(study_concepts, c.src, c.dst, uncertain_as, where=(m, v)) for v in (0, 1)]
+            strata = [stats.table_for(study_concepts, c.src, c.dst, uncertain_as, where=(m, v)) for v in (0, 1)]
             _, p = stats.cmh_test(strata)
             if p > alpha:
                 c.pruned_by, c.p_value = m, max(c.p_value, p)
@@ -117,7 +116,6 @@ def refine(cands: Sequence[Any], study_concepts: Mapping[str, Mapping[str, str]]
 def leaks(study_concepts: Mapping[str, Mapping[str, str]], accepted: Iterable[Any], uncertain_as: str,
           default: float) -> dict[str, float]:
     """P(c present | none of its accepted parents present) over the train split (Laplace +1/+2)."""
-    from kgrag.kg.build import indicator
     from kgrag.ontology import concepts
 
     parents: dict[str, list[str]] = {}
@@ -127,9 +125,9 @@ def leaks(study_concepts: Mapping[str, Mapping[str, str]], accepted: Iterable[An
     for c in concepts():
         k = n = 0
         for a in study_concepts.values():
-            if any(indicator(a, p, uncertain_as) for p in parents.get(c, [])):
+            if any(stats.indicator(a, p, uncertain_as) for p in parents.get(c, [])):
                 continue
-            x = indicator(a, c, uncertain_as)
+            x = stats.indicator(a, c, uncertain_as)
             if x is None:
                 continue
             n += 1

@@ -16,7 +16,7 @@ Cochran–Mantel–Haenszel test (1 df, no continuity correction) for c ⟂ e | 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -145,3 +145,27 @@ def adjust(pvalues: Sequence[float], method: str) -> list[float]:
     if method == "bh":
         return benjamini_hochberg(pvalues)
     return list(pvalues)
+
+
+def indicator(assertions: Mapping[str, str], concept: str, uncertain_as: str) -> int | None:
+    a = assertions.get(concept)
+    if a == "present":
+        return 1
+    if a == "uncertain":
+        return {"present": 1, "absent": 0}.get(uncertain_as)
+    return 0
+
+
+def table_for(study_concepts: Mapping[str, Mapping[str, str]], c: str, e: str, uncertain_as: str,
+              where: tuple[str, int] | None = None) -> Table:
+    n = [0, 0, 0, 0]
+    for a in study_concepts.values():
+        if where is not None:
+            w = indicator(a, where[0], uncertain_as)
+            if w is None or w != where[1]:
+                continue
+        x, y = indicator(a, c, uncertain_as), indicator(a, e, uncertain_as)
+        if x is None or y is None:
+            continue
+        n[(1 - x) * 2 + (1 - y)] += 1
+    return Table(*n)

@@ -9,9 +9,9 @@ import math
 
 import pytest
 
+from kgrag.causal import scoring
 from kgrag.errors import GraphStoreError, InputError
-from kgrag.kg import scoring
-from kgrag.kg.store import Candidate
+from kgrag.types import ReportCandidate
 
 TINY_CONCEPTS = [
     {"id": "a", "role": "ImageFinding", "name": "A"},
@@ -207,7 +207,7 @@ class GraphStoreContract:
             tiny.counterfactuals(obs, ["c"], [""])
 
     def test_causal_scores_hand_computed(self, tiny):
-        cands = [Candidate("r1", ["c"], ["b"]), Candidate("empty"), Candidate("r3", ["x"], ["a"])]
+        cands = [ReportCandidate("r1", ["c"], ["b"]), ReportCandidate("empty"), ReportCandidate("r3", ["x"], ["a"])]
         got = tiny.causal_scores(cands, {"a": 0.9}, default_leak=0.01)
         assert [g.id for g in got] == ["r1", "empty", "r3"]
         # r1: P(c)=0.334324 present, P(b)=1-0.99*(1-0.45)=0.4555 absent
@@ -252,7 +252,7 @@ class GraphStoreContract:
         ref = scoring.concept_probabilities(edges, observed, targets, leaks=leaks, default_leak=0.01)
         for t in targets:
             assert got[t] == pytest.approx(ref[t], abs=1e-9), t
-        cands = [Candidate(f"r{k}", rnd.sample(targets, 3), rnd.sample(targets, 2)) for k in range(10)]
+        cands = [ReportCandidate(f"r{k}", rnd.sample(targets, 3), rnd.sample(targets, 2)) for k in range(10)]
         for g, r in zip(store.causal_scores(cands, observed), scoring.candidate_scores(edges, cands, observed, leaks=leaks), strict=True):
             assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
         gc = store.counterfactuals(observed, targets, list(observed))

@@ -12,7 +12,7 @@ class TestFalkorDBStore(GraphStoreContract):
 
     @pytest.fixture
     def store_factory(self, falkordb_server):
-        from kgrag.kg.falkordb_store import FalkorDBStore
+        from kgrag.graph.falkordb_store import FalkorDBStore
 
         made = []
 
@@ -51,8 +51,8 @@ class TestFalkorDBStore(GraphStoreContract):
         import os
         import signal
 
-        from kgrag.kg.falkordb_server import EmbeddedFalkorDB
-        from kgrag.kg.falkordb_store import FalkorDBStore
+        from kgrag.graph.falkordb_server import EmbeddedFalkorDB
+        from kgrag.graph.falkordb_store import FalkorDBStore
 
         srv = EmbeddedFalkorDB(tmp_path / "graph")
         srv.start()

@@ -30,7 +30,7 @@ def _settings():
 class TestNeo4jStore(GraphStoreContract):
     @pytest.fixture
     def store(self):
-        from kgrag.kg.neo4j_store import Neo4jStore
+        from kgrag.graph.neo4j_store import Neo4jStore
 
         s = Neo4jStore.from_settings(_settings())
         s.drop()

@@ -90,7 +90,7 @@ def test_start_status_stop_and_recover(home):
 
 def test_data_survives_restart(home):
     from kgrag.config import load_settings
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     s = load_settings(home)
     store = open_store(s)

@@ -7,10 +7,10 @@ import pytest
 
 from kgrag.config import load_settings
 from kgrag.errors import InputError
+from kgrag.graph.factory import open_store
 from kgrag.kg.audit import audit_graph, run_audit
 from kgrag.kg.build import build_graph
 from kgrag.kg.curate import export_csv, import_csv
-from kgrag.kg.factory import open_store
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def built(tmp_path_factory):
     ingest(s, tmp / "c" / "manifest.jsonl", progress=False)
     rep = build_graph(s)
     yield s, rep, tmp
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
     EmbeddedFalkorDB(s.graph_dir).stop()
 

@@ -12,10 +12,10 @@ from kgrag.config import load_settings
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
+    from kgrag.index.indexset import build_from_settings
     from kgrag.ingest.pipeline import ingest
     from kgrag.kg.build import build_graph
-    from kgrag.retrieval.index import build_from_settings
-    from kgrag.retrieval.train import train
+    from kgrag.model.train import train
     from kgrag.synth.generate import generate
 
     tmp = tmp_path_factory.mktemp("q")
@@ -27,7 +27,7 @@ def home(tmp_path_factory):
     assert rep.n_train > 100 and set(rep.fusion) == {"alpha", "beta", "gamma"}
     build_from_settings(s)
     yield s, tmp
-    from kgrag.kg.falkordb_server import EmbeddedFalkorDB
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
     EmbeddedFalkorDB(s.graph_dir).stop()
 
@@ -40,8 +40,8 @@ def _test_image(tmp):
 
 @pytest.mark.parametrize("mode", ["causal", "pagerank", "none"])
 def test_query_modes_follow_the_contract(home, mode):
-    from kgrag.retrieval.pipeline import Query, QueryPipeline
-    from kgrag.retrieval.schema import validate_query_output
+    from kgrag.query.pipeline import Query, QueryPipeline
+    from kgrag.query.schema import validate_query_output
 
     s, tmp = home
     img, row = _test_image(tmp)
@@ -63,7 +63,7 @@ def test_query_modes_follow_the_contract(home, mode):
 
 
 def test_text_only_query_uses_findings_as_observations(home):
-    from kgrag.retrieval.pipeline import Query, QueryPipeline
+    from kgrag.query.pipeline import Query, QueryPipeline
 
     s, _ = home
     pipe = QueryPipeline.from_settings(s)
@@ -78,7 +78,7 @@ def test_text_only_query_uses_findings_as_observations(home):
 
 
 def test_alpha_one_is_semantic_order(home):
-    from kgrag.retrieval.pipeline import Query, QueryPipeline
+    from kgrag.query.pipeline import Query, QueryPipeline
 
     s, tmp = home
     img, _ = _test_image(tmp)
@@ -107,8 +107,8 @@ def test_cli_batch_json(home, tmp_path):
 
 def test_index_refuses_a_changed_graph(home):
     from kgrag.errors import IndexMismatchError
-    from kgrag.kg.factory import open_store
-    from kgrag.retrieval.pipeline import QueryPipeline
+    from kgrag.graph.factory import open_store
+    from kgrag.query.pipeline import QueryPipeline
 
     s, _ = home
     store = open_store(s)

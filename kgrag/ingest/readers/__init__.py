@@ -4,23 +4,13 @@ records with ``error`` set (the batch goes on)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kgrag.errors import InputError
+from kgrag.ingest.readers.base import RawRecord
 
 FORMATS = ("jsonl", "openi", "mimic-csv")
 
-
-@dataclass(slots=True)
-class RawRecord:
-    ref: str  # where it came from: "manifest.jsonl:12", "ecgen-radiology/1.xml"
-    data: dict[str, Any] | None = None
-    error: str | None = None
-    fix: str | None = None
-    base_dir: Path | None = None  # images are resolved against this
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_format(source: str | Path) -> str:

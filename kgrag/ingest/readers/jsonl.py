@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from kgrag.ingest.readers import RawRecord
+from kgrag.ingest.readers.base import RawRecord
 
 
 def read_jsonl(path: Path, images_dir: str | Path | None = None) -> Iterator[RawRecord]:

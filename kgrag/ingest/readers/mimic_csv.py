@@ -11,7 +11,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from kgrag.ingest.readers import RawRecord
+from kgrag.ingest.readers.base import RawRecord
 
 ID_COLS = ("study_id", "id")
 TEXT_COLS = ("report", "text")

@@ -19,8 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from kgrag.ingest.fetch import split_for
-from kgrag.ingest.readers import RawRecord
+from kgrag.ingest.readers.base import RawRecord
+from kgrag.ingest.splits import split_for
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kgrag.config import load_settings
-from kgrag.ingest.docstore import DocStore
+from kgrag.docstore import DocStore
 from kgrag.ingest.pipeline import ingest
 
 
@@ -62,7 +62,7 @@ def test_bad_records_reported_rest_lands(tmp_path):
 
 
 def test_idempotent_and_changes_update(tmp_path):
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     s = load_settings(tmp_path / "home")
     m = _manifest(tmp_path, 25)
@@ -92,7 +92,7 @@ KILLER = """
 import os, signal, sys
 import kgrag.ingest.pipeline as p
 from kgrag.config import load_settings
-from kgrag.kg.factory import open_store
+from kgrag.graph.factory import open_store
 
 p.BATCH = 50
 store = open_store(load_settings(sys.argv[1]))
@@ -113,7 +113,7 @@ p.ingest(load_settings(sys.argv[1]), sys.argv[2], progress=False, store=store)
 
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    from kgrag.kg.factory import open_store
+    from kgrag.graph.factory import open_store
 
     m = _manifest(tmp_path, 400)
     ref = load_settings(tmp_path / "ref")

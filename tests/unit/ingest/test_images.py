@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kgrag.errors import InputError
-from kgrag.ingest.images import load_image
+from kgrag.imaging import load_image
 
 
 def test_png_roundtrip_and_resize(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 from _ingest_fake_store import FakeGraphStore
 
 from kgrag.config import load_settings
+from kgrag.docstore import DocStore
 from kgrag.errors import InputError
-from kgrag.ingest.docstore import DocStore
 from kgrag.ingest.pipeline import _graph_rows, ingest
 from kgrag.types import Mention
 

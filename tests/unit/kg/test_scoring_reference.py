@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from kgrag.kg import scoring
-from kgrag.kg.store import Candidate
+from kgrag.causal import scoring
+from kgrag.types import ReportCandidate
 
 EDGES = [
     {"src": "a", "dst": "b", "p": 0.5, "status": "accepted"},
@@ -38,14 +38,14 @@ def test_observed_target_and_soft_evidence():
 
 
 def test_candidate_scores_by_hand():
-    got = scoring.candidate_scores(EDGES, [Candidate("r", ["b"], ["c"]), Candidate("z")], {"a": 1.0})
+    got = scoring.candidate_scores(EDGES, [ReportCandidate("r", ["b"], ["c"]), ReportCandidate("z")], {"a": 1.0})
     expected = (math.log(0.505) + math.log(1 - 0.3664)) / 2
     assert got[0].loglik == pytest.approx(expected, abs=1e-12) and got[0].n == 2
     assert got[1].loglik is None
 
 
 def test_log_is_clipped():
-    got = scoring.candidate_scores(EDGES, [Candidate("r", [], ["a"])], {"a": 1.0})
+    got = scoring.candidate_scores(EDGES, [ReportCandidate("r", [], ["a"])], {"a": 1.0})
     assert got[0].loglik == pytest.approx(math.log(1e-6))
 
 

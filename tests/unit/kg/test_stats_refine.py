@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from kgrag.kg import stats
-from kgrag.kg.build import build_candidates, table_for
+from kgrag.kg.build import build_candidates
 from kgrag.kg.refine import break_cycles, refine, retain
+from kgrag.kg.stats import table_for
 
 T = stats.Table(n11=30, n10=10, n01=20, n00=40)
 

@@ -1,0 +1,349 @@
+"""Shared implementation of :class:`~kgrag.graph.store.GraphStore` over the Cypher catalog.
+
+Backends provide ``_execute(name, text, params) -> list[dict]``; everything else
+(batching, de-duplication, the two-step edge upsert, scoring, versioning) lives
+here once, so FalkorDB and Neo4j run the same statements.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from kgrag import cypher
+from kgrag.causal import scoring
+from kgrag.errors import GraphStoreError, InputError
+from kgrag.graph.graph_pipeline import GraphPipeline, _Plan
+from kgrag.graph.rows import EDGE_FIELDS, as_dict, check_id, chunks, dedupe, edge_row
+from kgrag.graph.store import UpsertReport
+from kgrag.types import (
+    ASSERTIONS,
+    EDGE_STATUSES,
+    ROLES,
+    CandidateScore,
+    CausalPath,
+    Concept,
+    Edge,
+    ReportCandidate,
+)
+
+log = logging.getLogger(__name__)
+
+_NO_OBSERVATION = [{"id": "", "q": 0.0}]
+
+
+class CypherGraphStore:
+    """Base class; subclasses set ``backend``, ``dialect`` and implement ``_execute``."""
+
+    backend = "cypher"
+    dialect = "falkordb"
+
+    def __init__(self, *, batch_size: int = 1000, default_leak: float = 0.01) -> None:
+        self.batch_size = batch_size
+        self.default_leak = default_leak
+
+    # -- backend hooks -----------------------------------------------------------
+    def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _send(self, calls: Sequence[tuple[str, str, dict[str, Any]]],
+              executor: Executor | None) -> list[Callable[[], list[dict[str, Any]]]]:
+        """Start read-only statements now, answered later in order (see :class:`GraphPipeline`).
+
+        This default runs them on ``executor`` (one worker keeps their order), or when
+        there is none, each at its first read.  Backends whose protocol pipelines
+        commands on a connection override it.
+        """
+        if executor is not None:
+            return [executor.submit(self._execute, *c).result for c in calls]
+        return [functools.partial(self._execute, *c) for c in calls]  # Pending keeps the answer
+
+    def _prepare(self, name: str, params: Mapping[str, Any] | None = None, *,
+                 label: str | None = None) -> tuple[str, str, dict[str, Any]]:
+        """(file path, text, params) of a catalog statement, its parameters checked."""
+        st = cypher.load(name, self.dialect)
+        params = dict(params or {})
+        missing = st.params - params.keys()
+        if missing:
+            raise GraphStoreError(f"statement {name} called without parameters {sorted(missing)}")
+        text = st.with_label(label) if label else st.body
+        return st.path, text, {k: params[k] for k in st.params}
+
+    def _run(self, name: str, params: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+        return self._execute(*self._prepare(name, params, label=label))
+
+    def _call(self, plan: _Plan) -> Any:
+        return plan.value if plan.name is None else plan.finish(self._run(plan.name, plan.params))
+
+    def pipeline(self) -> GraphPipeline:
+        """Queue read-only scoring calls, send them together, read each answer when needed."""
+        return GraphPipeline(self)
+
+    def _run_batched(self, name: str, rows: Sequence[Any], extra: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for chunk in chunks(rows, self.batch_size):
+            out += self._run(name, {"rows": list(chunk), **(extra or {})}, label=label)
+        return out
+
+    # -- lifecycle -----------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        self._run("delete_all")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------
+    def upsert_concepts(self, concepts: Iterable[Concept | Mapping[str, Any]]) -> int:
+        rows, dropped = dedupe((as_dict(c) for c in concepts), key=lambda r: r["id"])
+        if dropped:
+            log.info("upsert_concepts: %d duplicate ids in the batch (last row wins)", dropped)
+        by_role: dict[str, list[dict]] = {}
+        for r in rows:
+            if r.get("role") not in ROLES:
+                raise InputError(f"concept {r.get('id')!r}: role {r.get('role')!r} is not one of {ROLES}",
+                                 fix="fix the concept's role in the concept file")
+            by_role.setdefault(r["role"], []).append(
+                {
+                    "id": check_id("concept", r.get("id")),
+                    "role": r["role"],
+                    "name": r.get("name") or r["id"],
+                    "synonyms": list(r.get("synonyms") or []),
+                    "definition": r.get("definition") or "",
+                    "leak": r.get("leak"),
+                }
+            )
+        n = 0
+        for role, rs in by_role.items():
+            for res in self._run_batched("merge_concepts", rs, label=role):
+                n += int(res.get("written") or 0)
+        return n
+
+    def upsert_studies(self, studies: Iterable[Mapping[str, Any]]) -> int:
+        rows, dropped = dedupe(
+            ({"id": check_id("study", s.get("id")), "split": s.get("split"), "modality": s.get("modality"),
+              "content_hash": s.get("content_hash")} for s in studies),
+            key=lambda r: r["id"],
+        )
+        if dropped:
+            log.info("upsert_studies: %d duplicate ids in the batch (last row wins)", dropped)
+        return sum(int(r.get("written") or 0) for r in self._run_batched("merge_studies", rows))
+
+    def upsert_mentions(self, mentions: Iterable[Mapping[str, Any]]) -> int:
+        rows = []
+        for m in mentions:
+            if m.get("assertion") not in ASSERTIONS:
+                raise InputError(f"mention {m.get('study_id')}/{m.get('concept')}: bad assertion {m.get('assertion')!r}",
+                                 fix=f"use one of {ASSERTIONS}")
+            rows.append({"study_id": check_id("study", m.get("study_id")), "concept": check_id("concept", m.get("concept")),
+                         "assertion": m["assertion"], "count": int(m.get("count") or 1),
+                         "section": m.get("section"), "sentence": m.get("sentence")})
+        rows, dropped = dedupe(rows, key=lambda r: (r["study_id"], r["concept"]))
+        if dropped:
+            log.info("upsert_mentions: %d duplicate (study, concept) rows (last row wins)", dropped)
+        return sum(int(r.get("written") or 0) for r in self._run_batched("merge_mentions", rows))
+
+    def delete_mentions(self, study_ids: Sequence[str]) -> int:
+        n = 0
+        ids = [str(s) for s in study_ids]
+        for chunk in chunks(ids, self.batch_size):
+            res = self._run("delete_mentions", {"ids": list(chunk)})
+            n += int(res[0]["deleted"]) if res else 0
+        return n
+
+    def delete_studies(self, study_ids: Sequence[str]) -> int:
+        ids = [str(s) for s in study_ids]
+        for chunk in chunks(ids, self.batch_size):
+            self._run("delete_studies", {"ids": list(chunk)})
+        return len(ids)
+
+    def upsert_edges(self, edges: Iterable[Edge | Mapping[str, Any]], *, overwrite_locked: bool = False) -> UpsertReport:
+        rows, dropped = dedupe((edge_row(e) for e in edges), key=lambda r: (r["src"], r["dst"]))
+        if dropped:
+            log.warning("upsert_edges: %d duplicate (src, dst) rows in the batch; the last row of each key wins", dropped)
+        known = {c["id"] for c in self.concepts()} if rows else set()
+        missing = sorted({x for r in rows for x in (r["src"], r["dst"]) if x not in known})
+        if missing:
+            raise InputError(
+                f"edges reference unknown concepts: {missing[:10]}",
+                fix="upsert the concepts first (kgrag ingest does), or fix the edge endpoints",
+            )
+        rep = UpsertReport(duplicates_dropped=dropped)
+        for res in self._run_batched("merge_edges", rows, {"overwrite_locked": bool(overwrite_locked)}):
+            rep.written += 1
+            if res.get("kept_locked"):
+                rep.skipped_locked.append((res["src"], res["dst"]))
+        return rep
+
+    def set_status(self, src: str, dst: str, status: str, *, reviewed_by: str, note: str | None = None,
+                   locked: bool = True, reviewed_at: str | None = None) -> dict[str, Any]:
+        if status not in EDGE_STATUSES:
+            raise InputError(f"status {status!r} is not one of {EDGE_STATUSES}", fix="use proposed, accepted or rejected")
+        if not reviewed_by:
+            raise InputError("a review needs a reviewer name", fix="pass --by NAME")
+        if reviewed_at is None:
+            from datetime import UTC, datetime
+
+            reviewed_at = datetime.now(UTC).isoformat(timespec="seconds")
+        res = self._run("set_edge_status", {"src": src, "dst": dst, "status": status, "reviewed_by": reviewed_by,
+                                            "reviewed_at": reviewed_at, "note": note, "locked": bool(locked)})
+        if not res:
+            raise GraphStoreError(f"no CAUSES edge {src} -> {dst}", fix="list edges with 'kgrag kg show' or 'kgrag curate export'")
+        return res[0]
+
+    def delete_edges(self, keys: Sequence[tuple[str, str]]) -> int:
+        ks = [{"src": s, "dst": d} for s, d in keys]
+        for chunk in chunks(ks, self.batch_size):
+            self._run("delete_edges", {"keys": list(chunk)})
+        return len(ks)
+
+    # -- reads -------------------------------------------------------------------------
+    def concepts(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._run("get_concepts")]
+
+    def edges(self, status: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for r in self._run("get_edges", {"status": status}):
+            props = dict(r["props"] or {})
+            row = {k: props.get(k) for k in EDGE_FIELDS}
+            row.update(src=r["src"], dst=r["dst"], src_role=r["src_role"], dst_role=r["dst_role"])
+            row["locked"] = bool(row.get("locked"))
+            for k in ("evidence_studies", "evidence_spans"):
+                row[k] = list(row.get(k) or [])
+            out.append(row)
+        return out
+
+    def study_ids(self) -> set[str]:
+        return {r["id"] for r in self._run("get_study_ids")}
+
+    def counts(self) -> dict[str, int]:
+        r = self._run("count_graph")[0]
+        return {k: int(r.get(k) or 0) for k in ("concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected")}
+
+    # -- scoring -----------------------------------------------------------------------
+    @staticmethod
+    def _observed(observed: Mapping[str, float]) -> list[dict[str, Any]]:
+        rows = []
+        for k, q in observed.items():
+            q = float(q)
+            if not 0.0 <= q <= 1.0:
+                raise InputError(f"observed probability for {k!r} is {q}, not in [0, 1]", fix="pass probabilities")
+            if q > 0.0:
+                rows.append({"id": str(k), "q": q})
+        return rows or _NO_OBSERVATION
+
+    def _scenarios_plan(self, observed: Mapping[str, float], targets: list[str], removals: list[str], max_len: int,
+                        default_leak: float | None, finish: Callable[[dict[str, list[float]]], Any]) -> _Plan:
+        """score_concepts.cypher: ``finish`` gets {removed id ('' = full evidence): [P(target) in targets order]}."""
+        params = {"targets": targets, "observed": self._observed(observed), "removals": removals, "max_len": int(max_len),
+                  "default_leak": float(self.default_leak if default_leak is None else default_leak)}
+
+        def parse(res: list[dict[str, Any]]) -> Any:
+            out = {r["removed"]: [float(x) for x in r["probabilities"]] for r in res}
+            if set(out) != set(removals) or any(len(v) != len(targets) for v in out.values()):
+                raise GraphStoreError(f"score_concepts returned {len(out)} scenarios for {len(removals)} requested",
+                                      fix="check the graph engine's log; this is a kgrag bug if it repeats")
+            return finish(out)
+
+        return _Plan("score_concepts", params, parse)
+
+    def _probabilities_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                            default_leak: float | None = None) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return _Plan(None, value={})
+        return self._scenarios_plan(observed, targets, [""], max_len, default_leak,
+                                    lambda sc: dict(zip(targets, sc[""], strict=True)))
+
+    def _counterfactuals_plan(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
+                              max_len: int = 3, default_leak: float | None = None) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        removals = [check_id("concept", r) for r in dict.fromkeys(removals)]
+        if not targets or not removals:
+            return _Plan(None, value={t: [] for t in targets})
+
+        def fold(sc: dict[str, list[float]]) -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+            for o in removals:
+                for t, p in zip(targets, sc[o], strict=True):
+                    out[t].append({"remove": o, "probability": p})
+            return out
+
+        return self._scenarios_plan(observed, targets, removals, max_len, default_leak, fold)
+
+    def _paths_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                    limit: int = 5) -> _Plan:
+        targets = list(dict.fromkeys(targets))
+        obs = [o for o in self._observed(observed) if o["id"]]
+        if not targets or not obs:
+            return _Plan(None, value={t: [] for t in targets})
+
+        def group(res: list[dict[str, Any]]) -> dict[str, list[CausalPath]]:
+            out: dict[str, list[CausalPath]] = {t: [] for t in targets}
+            for r in res:
+                out[r["target"]].append(CausalPath(list(r["nodes"]), float(r["strength"])))
+            for t in out:
+                out[t].sort(key=lambda p: (-p.strength, p.nodes))
+                out[t] = out[t][:limit]
+            return out
+
+        return _Plan("get_paths", {"observed": obs, "targets": targets, "max_len": int(max_len)}, group)
+
+    def concept_probabilities(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+                              default_leak: float | None = None) -> dict[str, float]:
+        return self._call(self._probabilities_plan(observed, targets, max_len=max_len, default_leak=default_leak))
+
+    def counterfactuals(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
+                        max_len: int = 3, default_leak: float | None = None) -> dict[str, list[dict[str, Any]]]:
+        return self._call(self._counterfactuals_plan(observed, targets, removals, max_len=max_len,
+                                                     default_leak=default_leak))
+
+    def causal_scores(self, candidates: Sequence[ReportCandidate], observed: Mapping[str, float], *, max_len: int = 3,
+                      default_leak: float | None = None) -> list[CandidateScore]:
+        targets = scoring.candidate_targets(candidates)
+        probs = self.concept_probabilities(observed, targets, max_len=max_len, default_leak=default_leak)
+        return scoring.score_candidates(probs, candidates)
+
+    def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
+              limit: int = 5) -> dict[str, list[CausalPath]]:
+        return self._call(self._paths_plan(observed, targets, max_len=max_len, limit=limit))
+
+    # -- whole graph ---------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        return {"format": "kgrag.graph.v1", "concepts": self.concepts(),
+                "edges": [{k: v for k, v in e.items() if k not in ("src_role", "dst_role")} for e in self.edges()]}
+
+    def import_(self, data: Mapping[str, Any]) -> None:
+        if data.get("format") not in (None, "kgrag.graph.v1"):
+            raise InputError(f"unknown graph export format {data.get('format')!r}", fix="export with this kgrag version")
+        self.upsert_concepts(data.get("concepts", []))
+        self.upsert_edges(data.get("edges", []), overwrite_locked=True)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep a JSON-serialisable value with the graph (e.g. the build parameters)."""
+        self._run("set_meta", {"key": key, "value": json.dumps(value, sort_keys=True, default=str)})
+
+    def get_meta(self, key: str) -> Any:
+        res = self._run("get_meta", {"key": key})
+        return json.loads(res[0]["value"]) if res and res[0]["value"] is not None else None
+
+    def version(self, params: Mapping[str, Any] | None = None) -> str:
+        """Hash of the accepted edges and the build parameters (stored ones when None)."""
+        if params is None:
+            params = self.get_meta("build_params") or {}
+        accepted = sorted((e["src"], e["dst"], round(float(e["p"] or 0.0), 6)) for e in self.edges("accepted"))
+        blob = json.dumps({"edges": accepted, "params": dict(params or {})}, sort_keys=True, default=str)
+        return "g-" + hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,91 @@
+"""GraphStore on Neo4j (production; curation in Neo4j Browser) via the official driver."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kgrag.deps import require
+from kgrag.errors import CypherError, GraphUnavailableError
+from kgrag.graph.cypher_store import CypherGraphStore
+from kgrag.graph.rows import plain as _plain
+
+log = logging.getLogger(__name__)
+
+_WRITE_PREFIXES = ("merge_", "set_", "delete_", "create_")
+
+
+class Neo4jStore(CypherGraphStore):
+    backend = "neo4j"
+    dialect = "neo4j"
+
+    def __init__(self, driver: Any, *, database: str | None = None, uri: str = "",
+                 batch_size: int = 1000, default_leak: float = 0.01) -> None:
+        """``driver`` is a ``neo4j.Driver`` (built by :meth:`from_settings` or a test)."""
+        super().__init__(batch_size=batch_size, default_leak=default_leak)
+        self._driver = driver
+        self.database = database
+        self.uri = uri
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Neo4jStore:
+        """The only place a Neo4j driver is created.  Fails within the connect timeout."""
+        neo4j = require("neo4j")
+        cfg = settings.neo4j
+        try:
+            driver = neo4j.GraphDatabase.driver(
+                cfg.uri,
+                auth=(cfg.user, cfg.password.get_secret_value()),
+                connection_timeout=cfg.connect_timeout_s,
+                connection_acquisition_timeout=cfg.connect_timeout_s,
+                max_transaction_retry_time=cfg.max_retry_time_s,
+            )
+            driver.verify_connectivity()
+        except Exception as e:
+            raise GraphUnavailableError(
+                f"cannot reach Neo4j at {cfg.uri}: {type(e).__name__}: {e}",
+                fix="start Neo4j (docker compose -f docker/compose.yml up neo4j) or set "
+                "KGRAG_NEO4J__URI / KGRAG_NEO4J__USER / KGRAG_NEO4J__PASSWORD; "
+                "or use the embedded default with KGRAG_GRAPH__BACKEND=falkordb",
+            ) from e
+        return cls(driver, database=cfg.database, uri=cfg.uri, batch_size=settings.graph.batch_size,
+                   default_leak=settings.kg.default_leak)
+
+    def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        neo4j = require("neo4j")
+        stem = name.rsplit("/", 1)[-1]
+        routing = neo4j.RoutingControl.WRITE if stem.startswith(_WRITE_PREFIXES) else neo4j.RoutingControl.READ
+        try:
+            records, _, _ = self._driver.execute_query(
+                text, parameters_=dict(params), database_=self.database, routing_=routing
+            )
+        except neo4j.exceptions.ServiceUnavailable as e:
+            raise GraphUnavailableError(f"Neo4j at {self.uri} became unavailable: {e}",
+                                        fix="check the Neo4j server and network") from e
+        except Exception as e:
+            raise CypherError(name, dict(params), e) from e
+        return [{k: _plain(v) for k, v in r.items()} for r in records]
+
+    def ensure_schema(self) -> None:
+        self._run("create_schema")
+        self._run("create_study_schema")
+
+    def drop(self) -> None:
+        # delete in batches so a large graph does not need one huge transaction
+        self._run("delete_all")
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"backend": "neo4j", "uri": self.uri, "database": self.database}
+        try:
+            self._driver.verify_connectivity()
+            info["running"] = True
+            info["server"] = str(self._driver.get_server_info().agent)
+            info["counts"] = self.counts()
+        except Exception as e:  # status is diagnostic
+            info["running"] = False
+            info["error"] = f"{type(e).__name__}: {e}"
+        return info
+
+    def close(self) -> None:
+        self._driver.close()

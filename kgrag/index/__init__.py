@@ -1,0 +1,1 @@
+"""FAISS indexes of the text, image and fused spaces."""

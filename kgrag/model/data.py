@@ -1,0 +1,159 @@
+"""Dataset helpers for training: loading a split's image–report pairs, findings
+labels from extracted mentions, concept sets, overlap pairs and augmentation.
+
+No torchvision: resizing uses Pillow, augmentation is written in torch.
+
+Leakage guard: :func:`load_split` and :func:`split_concepts` refuse the ``test``
+split, so nothing fitted here can see a study that is later used to answer a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kgrag.errors import InputError
+from kgrag.imaging import IMAGE_SIZE
+
+TRAINABLE_SPLITS = ("train", "val")
+# Augmentation: each image is shifted by up to MAX_SHIFT pixels (zero fill) and its
+# intensity scaled by a factor in [1 - CONTRAST, 1 + CONTRAST] plus an offset in
+# [-BRIGHTNESS, BRIGHTNESS], then clipped to [0, 1].
+MAX_SHIFT = 4
+CONTRAST = 0.1
+BRIGHTNESS = 0.05
+
+
+
+
+def _guard(split: str) -> None:
+    if split not in TRAINABLE_SPLITS:
+        raise InputError(f"split {split!r} cannot feed training (only {TRAINABLE_SPLITS})",
+                         fix="test studies are held out; train on train, stop early on val")
+
+
+@dataclass
+class SplitData:
+    """Studies of one split that have an image, with the first image as uint8."""
+
+    split: str
+    studies: list[Any]
+    images: np.ndarray  # (n, size, size) uint8
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.studies]
+
+    @property
+    def reports(self) -> list[str]:
+        return [s.report for s in self.studies]
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+
+def load_split(docstore: Any, split: str, *, size: int = IMAGE_SIZE, progress: bool = False,
+               limit: int | None = None) -> SplitData:
+    """Read ``split`` (train or val) from the docstore; studies without an image are skipped."""
+    from tqdm import tqdm
+
+    from kgrag.imaging import load_image
+
+    _guard(split)
+    studies = [s for s in docstore.studies(split=split) if s.images]
+    if limit is not None:
+        studies = studies[:limit]
+    imgs = np.zeros((len(studies), size, size), np.uint8)
+    for i, s in enumerate(tqdm(studies, desc=f"load {split}", unit="img", disable=not progress)):
+        imgs[i] = np.round(np.clip(load_image(s.images[0], size=size), 0.0, 1.0) * 255).astype(np.uint8)
+    return SplitData(split, studies, imgs)
+
+
+def split_concepts(docstore: Any, splits: Iterable[str] = TRAINABLE_SPLITS) -> dict[str, dict[str, str]]:
+    """study id → concept → assertion (present/uncertain/absent) for the given splits."""
+    splits = list(splits)
+    for sp in splits:
+        _guard(sp)
+    out: dict[str, dict[str, str]] = {}
+    for sp in splits:
+        out.update(docstore.study_concepts(split=sp))
+    return out
+
+
+def finding_labels(ids: Sequence[str], concepts_by_study: Mapping[str, Mapping[str, str]],
+                   findings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label targets and mask for the image-findings head.
+
+    present → 1; absent (a negated mention) → 0; not mentioned → 0 (a report that
+    does not mention a visible finding is read as not showing it, the usual
+    radiology convention); uncertain (hedged) → masked out of the loss.
+    """
+    y = np.zeros((len(ids), len(findings)), np.float32)
+    mask = np.ones_like(y)
+    col = {c: j for j, c in enumerate(findings)}
+    for i, sid in enumerate(ids):
+        for c, a in concepts_by_study.get(sid, {}).items():
+            j = col.get(c)
+            if j is None:
+                continue
+            if a == "present":
+                y[i, j] = 1.0
+            elif a == "uncertain":
+                mask[i, j] = 0.0
+    return y, mask
+
+
+def present_sets(ids: Sequence[str], concepts_by_study: Mapping[str, Mapping[str, str]]) -> list[set[str]]:
+    """Present-concept set per study (``no_finding`` left out: a normal study has the empty set)."""
+    return [{c for c, a in concepts_by_study.get(sid, {}).items() if a == "present" and c != "no_finding"} for sid in ids]
+
+
+def overlap_pairs(query_sets: Sequence[set[str]], doc_sets: Sequence[set[str]], n: int, rng: np.random.Generator,
+                  *, same_pool: bool = False) -> np.ndarray:
+    """Up to ``n`` (query, better, worse) index triples where ``better`` has a strictly
+    higher Jaccard overlap of present concepts with the query than ``worse``.
+    With ``same_pool`` the query index is never one of its documents."""
+    from kgrag.model.fusion import jaccard
+
+    out = []
+    nq, nd = len(query_sets), len(doc_sets)
+    if nq == 0 or nd < 2:
+        return np.zeros((0, 3), np.int64)
+    for _ in range(n):
+        q = int(rng.integers(nq))
+        d1, d2 = (int(v) for v in rng.choice(nd, size=2, replace=False))
+        if same_pool and q in (d1, d2):
+            continue
+        j1, j2 = jaccard(query_sets[q], doc_sets[d1]), jaccard(query_sets[q], doc_sets[d2])
+        if j1 == j2:
+            continue
+        out.append((q, d1, d2) if j1 > j2 else (q, d2, d1))
+    return np.asarray(out, np.int64).reshape(-1, 3)
+
+
+def to_float(x_uint8: Any) -> Any:
+    """uint8 (n, H, W) tensor → float (n, 1, H, W) in [0, 1]."""
+    return x_uint8.float().div(255.0).unsqueeze(1)
+
+
+def augment(x: Any, generator: Any, max_shift: int = MAX_SHIFT, contrast: float = CONTRAST,
+            brightness: float = BRIGHTNESS) -> Any:
+    """Per-image random shift (zero fill) and intensity jitter of a (n, 1, H, W) batch."""
+    import torch
+    from torch.nn import functional as F
+
+    n, _, h, w = x.shape
+    if max_shift > 0:
+        p = max_shift
+        padded = F.pad(x, (p, p, p, p))
+        off = torch.randint(0, 2 * p + 1, (n, 2), generator=generator)
+        rows = (off[:, 0:1] + torch.arange(h)).view(n, 1, h, 1).expand(n, 1, h, w + 2 * p)
+        x = padded.gather(2, rows)
+        cols = (off[:, 1:2] + torch.arange(w)).view(n, 1, 1, w).expand(n, 1, h, w)
+        x = x.gather(3, cols)
+    scale = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * contrast
+    shift = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * brightness
+    return (x * scale + shift).clamp(0.0, 1.0)

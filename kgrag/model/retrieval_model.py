@@ -1,0 +1,190 @@
+"""The trained retrieval model: image CNN + projection heads into a shared 256-d
+space, image-findings head (V_I), MR-RAG fusion weights and the reward model.
+
+A model directory holds ``weights.pt`` (torch state dicts, loaded with
+``weights_only=True``) and ``manifest.json``: format, name, encoder names and
+dims, pooling, width, concept list of the findings head, training parameters,
+seed, metrics, fusion weights, reward threshold, kgrag version, build time and a
+fingerprint (sha256 of the weights file, first 16 hex digits) that the indexes
+record.  ``RetrievalModel`` satisfies the :class:`~kgrag.model.encoders.Encoder`
+protocol, so an index can be built from it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgrag import __version__
+from kgrag.errors import IndexMismatchError, ModelNotFoundError
+from kgrag.imaging import IMAGE_SIZE
+from kgrag.model.fusion import FusionWeights
+
+WEIGHTS = "weights.pt"
+MANIFEST = "manifest.json"
+FORMAT = "kgrag.retrieval_model.v1"
+
+
+class RetrievalModel:
+    """Both modalities into one L2-normalized space; cheap to construct, heavy in ``warm_up()``."""
+
+    def __init__(self, image_encoder: Any, text_projection: Any, text_encoder: Any, findings: list[str],
+                 fusion: FusionWeights | None = None, reward: Any = None, manifest: dict[str, Any] | None = None,
+                 device: str = "cpu") -> None:
+        self.image_encoder = image_encoder  # cnn.ImageEncoder
+        self.text_projection = text_projection  # cnn.TextProjection
+        self.text_encoder = text_encoder  # frozen SentenceTextEncoder (or any text Encoder)
+        self.findings = list(findings)
+        self.fusion = fusion or FusionWeights()
+        self.reward_model = reward
+        self.manifest = manifest or {}
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", "default"))
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the saved weights ("" before the model is saved)."""
+        return str(self.manifest.get("fingerprint", ""))
+
+    @property
+    def dim(self) -> int:
+        return int(getattr(self.image_encoder, "embed_dim", self.manifest.get("embed_dim", 256)))
+
+    @property
+    def reward_threshold(self) -> float | None:
+        """τ chosen on val by Youden's J (see :mod:`kgrag.model.reward`), or None."""
+        v = self.manifest.get("reward", {}).get("threshold")
+        return None if v is None else float(v)
+
+    def warm_up(self) -> None:
+        self.text_encoder.warm_up()
+        self.image_encoder.eval()
+        self.text_projection.eval()
+
+    # -- encoding ---------------------------------------------------------------------
+    def encode_images(self, images: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """(n, dim) L2-normalized image embeddings; any HxW grayscale size (resized to 128²)."""
+        return self._run_images(images, batch_size)[0]
+
+    def findings_probs(self, images: list[np.ndarray], batch_size: int = 256) -> list[dict[str, float]]:
+        """P(image finding present) per image from the findings head (V_I)."""
+        if self.image_encoder.findings is None:
+            return [{} for _ in images]
+        probs = self._run_images(images, batch_size)[1]
+        return [{c: float(v) for c, v in zip(self.findings, row, strict=True)} for row in probs]
+
+    def _run_images(self, images: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from kgrag.imaging import stack_images
+
+        nf = len(self.findings) if self.image_encoder.findings is not None else 0
+        zs, ps = [np.zeros((0, self.dim), np.float32)], [np.zeros((0, nf), np.float32)]
+        self.image_encoder.eval()
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = torch.from_numpy(stack_images(images[i : i + batch_size], IMAGE_SIZE)).to(self.device)
+                z, logits = self.image_encoder(x)
+                zs.append(z.cpu().numpy())
+                if logits is not None:
+                    ps.append(torch.sigmoid(logits).cpu().numpy())
+        return np.concatenate(zs).astype(np.float32), np.concatenate(ps).astype(np.float32)
+
+    def project_text_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        """Frozen text-encoder embeddings → shared space (L2-normalized)."""
+        import torch
+
+        emb = np.asarray(emb, np.float32)
+        if len(emb) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        self.text_projection.eval()
+        with torch.no_grad():
+            return self.text_projection(torch.from_numpy(emb).to(self.device)).cpu().numpy().astype(np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) L2-normalized text embeddings in the shared space."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.project_text_embeddings(self.text_encoder.encode_texts(list(texts)))
+
+    def reward(self, query_vecs: np.ndarray, doc_vecs: np.ndarray) -> np.ndarray:
+        """RAG-PRM rewards of row-aligned (query, context) pairs; one query row is broadcast."""
+        from kgrag.model.reward import score
+
+        if self.reward_model is None:
+            raise ModelNotFoundError(f"model {self.name!r} has no reward model", fix="retrain with 'kgrag train'")
+        return score(self.reward_model, query_vecs, doc_vecs)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write weights and manifest atomically (temp file + rename); sets the fingerprint."""
+        import torch
+
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        state = {"image": self.image_encoder.state_dict(), "text": self.text_projection.state_dict(),
+                 "reward": self.reward_model.state_dict() if self.reward_model is not None else None}
+        tmp = p / (WEIGHTS + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(p / WEIGHTS)
+        m = dict(self.manifest)
+        m.update({
+            "format": FORMAT, "name": m.get("name", "default"), "findings": self.findings, "fusion": self.fusion.to_dict(),
+            "embed_dim": self.dim, "pooling": self.image_encoder.pooling, "width": self.image_encoder.width,
+            "image_size": IMAGE_SIZE, "text_encoder": getattr(self.text_encoder, "name", m.get("text_encoder")),
+            "text_dim": self.text_projection.in_dim, "metric": "cosine",
+            "reward_hidden": getattr(self.reward_model, "hidden", None),
+            "kgrag_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+        m["fingerprint"] = hashlib.sha256((p / WEIGHTS).read_bytes()).hexdigest()[:16]
+        mt = p / (MANIFEST + ".tmp")
+        mt.write_text(json.dumps(m, indent=1, sort_keys=True))
+        mt.replace(p / MANIFEST)
+        self.manifest = m
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", *, text_encoder: Any = None) -> RetrievalModel:
+        """Load a saved model; ``text_encoder`` overrides the frozen text encoder named in
+        the manifest (it must produce the same ``text_dim``)."""
+        import torch
+
+        from kgrag.model.cnn import ImageEncoder, TextProjection
+        from kgrag.model.encoders import SentenceTextEncoder
+        from kgrag.model.reward import RewardModel
+
+        p = Path(path)
+        if not (p / MANIFEST).is_file() or not (p / WEIGHTS).is_file():
+            raise ModelNotFoundError(f"no trained retrieval model in {p}", fix="run 'kgrag train' first")
+        m = json.loads((p / MANIFEST).read_text())
+        if m.get("format") != FORMAT:
+            raise IndexMismatchError(f"{p} holds model format {m.get('format')!r}, this kgrag reads {FORMAT}",
+                                     fix="retrain with 'kgrag train'")
+        digest = hashlib.sha256((p / WEIGHTS).read_bytes()).hexdigest()[:16]
+        if digest != m.get("fingerprint"):
+            raise IndexMismatchError(f"{p / WEIGHTS} has fingerprint {digest}, its manifest says {m.get('fingerprint')}",
+                                     fix="the model directory was modified; retrain with 'kgrag train'")
+        try:
+            state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
+            img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
+            img.load_state_dict(state["image"])
+            txt = TextProjection(m["text_dim"], m["embed_dim"])
+            txt.load_state_dict(state["text"])
+            rew = None
+            if state.get("reward") is not None:
+                rew = RewardModel(m["embed_dim"], m.get("reward_hidden") or 128)
+                rew.load_state_dict(state["reward"])
+        except (KeyError, RuntimeError) as e:
+            raise IndexMismatchError(f"weights in {p} do not match its manifest: {e}",
+                                     fix="retrain with 'kgrag train'") from e
+        enc = text_encoder if text_encoder is not None else SentenceTextEncoder(m["text_encoder"], device=device)
+        return cls(img.to(device).eval(), txt.to(device).eval(), enc, list(m["findings"]), FusionWeights(**m["fusion"]),
+                   rew.eval() if rew is not None else None, m, device)

@@ -1,1 +1,0 @@
-"""Multimodal retrieval: encoders, training, FAISS indexes, rerank stages, pipeline."""

@@ -1,0 +1,190 @@
+"""Encoders: shapes, normalization, determinism, pooling, offline text model, data helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from kgrag import imaging
+from kgrag.errors import InputError, ModelNotFoundError
+from kgrag.model import data
+from kgrag.model.cnn import LPA, MSPP, ImageEncoder, TextProjection
+from kgrag.model.encoders import (
+    CNNImageEncoder,
+    Encoder,
+    HashEncoder,
+    HFVisionEncoder,
+    fingerprint_of,
+    l2n,
+)
+
+
+def _unit_rows(v, dim, n):
+    assert v.shape == (n, dim) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_hash_encoder_deterministic_normalized_and_seeded():
+    texts = ["No pleural effusion.", "Cardiomegaly.", ""]
+    a = HashEncoder(dim=32, seed=1).encode_texts(texts)
+    b = HashEncoder(dim=32, seed=1).encode_texts(texts)
+    c = HashEncoder(dim=32, seed=2).encode_texts(texts)
+    _unit_rows(a, 32, 3)
+    assert np.array_equal(a, b) and not np.allclose(a[:2], c[:2])
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((64, 64), dtype=np.float32), rng.random((128, 100), dtype=np.float32), np.zeros((8, 8), np.float32)]
+    e = HashEncoder(dim=32, seed=1)
+    _unit_rows(e.encode_images(imgs), 32, 3)
+    assert np.array_equal(e.encode_images(imgs), HashEncoder(dim=32, seed=1).encode_images(imgs))
+    assert e.encode_images([]).shape == (0, 32)
+    assert isinstance(e, Encoder) and fingerprint_of(e) == "hash-32-1"
+
+
+def test_hash_encoder_text_is_signed_token_hashing():
+    e = HashEncoder(dim=16, seed=0)
+    j, sign = e._token_slot("effusion")
+    v = e.encode_texts(["effusion effusion"])[0]
+    expected = np.zeros(16, np.float32)
+    expected[j] = sign  # two equal tokens → 2·sign in one slot, normalized to ±1
+    assert np.allclose(v, expected)
+
+
+@pytest.mark.parametrize("pooling", ["gap", "lpa", "mspp"])
+def test_cnn_each_pooling_shapes_and_normalization(pooling):
+    torch.manual_seed(0)
+    enc = ImageEncoder(embed_dim=256, n_findings=5, pooling=pooling, width=8)
+    z, logits = enc(torch.rand(3, 1, 128, 128))
+    assert z.shape == (3, 256) and logits.shape == (3, 5)
+    assert torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert enc.feat_dim == 32 * (21 if pooling == "mspp" else 1)  # 4·width channels (×21 for the pyramid)
+    as_encoder = CNNImageEncoder(enc, name=f"cnn-{pooling}")
+    v = as_encoder.encode_images([np.random.default_rng(1).random((100, 90), dtype=np.float32)] * 2)
+    _unit_rows(v, 256, 2)
+    assert np.allclose(v[0], v[1], atol=1e-6)
+    with pytest.raises(InputError, match="does not encode texts"):
+        as_encoder.encode_texts(["x"])
+
+
+def test_cnn_rejects_unknown_pooling():
+    with pytest.raises(ValueError, match="pooling"):
+        ImageEncoder(pooling="max")
+
+
+def test_lpa_weights_are_a_softmax_over_positions():
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 8, 8)
+    lpa = LPA(4)
+    w = lpa.weights(x)
+    assert w.shape == (2, 1, 8, 8)
+    assert torch.allclose(w.sum(dim=(1, 2, 3)), torch.ones(2))
+    assert (w > 0).all()
+    # by hand: score = conv1x1(x) = Σ_c W_c x_c + b; weights = softmax over the 64 positions
+    W, b = lpa.score.weight.view(4), lpa.score.bias
+    s = (x * W.view(1, 4, 1, 1)).sum(1) + b
+    hand = torch.softmax(s.view(2, -1), dim=1).view(2, 1, 8, 8)
+    assert torch.allclose(w, hand, atol=1e-6)
+    assert torch.allclose(lpa(x), (x * hand).sum(dim=(2, 3)), atol=1e-6)
+
+
+def test_lpa_uniform_scores_equal_global_average():
+    x = torch.rand(2, 3, 4, 4)
+    lpa = LPA(3)
+    with torch.no_grad():
+        lpa.score.weight.zero_()
+        lpa.score.bias.fill_(0.3)
+    assert torch.allclose(lpa(x), x.mean(dim=(2, 3)), atol=1e-6)
+
+
+def test_mspp_pyramid_values():
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+    m = MSPP()(x)
+    assert m.shape == (1, 1 + 4 + 16)
+    assert m[0, 0] == pytest.approx(7.5)  # mean of 0..15
+    # 2×2 level: top-left quadrant {0, 1, 4, 5} → 2.5; top-right {2, 3, 6, 7} → 4.5; bottom: 10.5, 12.5
+    assert m[0, 1:5].tolist() == pytest.approx([2.5, 4.5, 10.5, 12.5])
+    assert m[0, 5:].tolist() == pytest.approx(list(range(16)))
+
+
+def test_text_projection_normalized():
+    p = TextProjection(384, 256)
+    z = p(torch.rand(4, 384))
+    assert z.shape == (4, 256) and torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_sentence_encoder_offline_minilm():
+    from kgrag.model.encoders import SentenceTextEncoder
+
+    e = SentenceTextEncoder()
+    v = e.encode_texts(["Small left pleural effusion.", "Left pleural effusion, small.", "Fractured femur."])
+    _unit_rows(v, 384, 3)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    assert e.encode_texts([]).shape == (0, 384)
+    with pytest.raises(InputError, match="does not encode images"):
+        e.encode_images([np.zeros((4, 4), np.float32)])
+
+
+def test_unknown_models_are_clear_errors(tmp_path):
+    from kgrag.model.encoders import resolve_text_model
+
+    with pytest.raises(ModelNotFoundError, match="local path") as ei:
+        resolve_text_model("some-org/some-model")
+    assert "KGRAG_MODELS__TEXT_ENCODER" in str(ei.value)
+    assert resolve_text_model(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="no local vision model"):
+        HFVisionEncoder(str(tmp_path / "missing")).warm_up()
+
+
+def test_l2n_keeps_zero_rows():
+    v = l2n(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(v, [[0.6, 0.8], [0.0, 0.0]])
+
+
+# -- data helpers --------------------------------------------------------------------------
+def test_augment_identity_when_disabled_and_shift_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(data.augment(x, g, max_shift=0, contrast=0.0, brightness=0.0), x)
+    y = data.augment(x, g)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    # a single bright pixel moves by at most MAX_SHIFT in each direction
+    z = torch.zeros(1, 1, 16, 16)
+    z[0, 0, 8, 8] = 1.0
+    out = data.augment(z, torch.Generator().manual_seed(3), contrast=0.0, brightness=0.0)
+    (r, c), = torch.nonzero(out[0, 0] > 0.5).tolist()
+    assert abs(r - 8) <= data.MAX_SHIFT and abs(c - 8) <= data.MAX_SHIFT and out.sum() == 1.0
+
+
+def test_finding_labels_present_absent_uncertain_unmentioned():
+    sc = {"a": {"nodule": "present", "mass": "absent"}, "b": {"nodule": "uncertain"}}
+    y, m = data.finding_labels(["a", "b", "c"], sc, ["nodule", "mass"])
+    assert y.tolist() == [[1, 0], [0, 0], [0, 0]]
+    assert m.tolist() == [[1, 1], [0, 1], [1, 1]]  # only the hedged mention is masked
+
+
+def test_present_sets_and_overlap_pairs():
+    sc = {"a": {"nodule": "present", "no_finding": "present"}, "b": {"nodule": "present", "mass": "present"}, "c": {}}
+    sets = data.present_sets(["a", "b", "c"], sc)
+    assert sets == [{"nodule"}, {"nodule", "mass"}, set()]
+    t = data.overlap_pairs(sets, sets, 200, np.random.default_rng(0), same_pool=True)
+    from kgrag.model.fusion import jaccard
+
+    assert len(t) > 0
+    for q, better, worse in t:
+        assert q not in (better, worse)
+        assert jaccard(sets[q], sets[better]) > jaccard(sets[q], sets[worse])
+
+
+def test_load_split_refuses_test_split():
+    class DS:
+        def studies(self, split=None):
+            raise AssertionError("must not be read")
+
+    with pytest.raises(InputError, match="test"):
+        data.load_split(DS(), "test")
+    with pytest.raises(InputError, match="test"):
+        data.split_concepts(DS(), ("train", "test"))
+
+
+def test_resize_image_rejects_non_2d():
+    assert imaging.resize_image(np.ones((10, 20), np.float32), 8).shape == (8, 8)
+    with pytest.raises(InputError):
+        imaging.resize_image(np.ones((2, 2, 2, 2), np.float32))

@@ -1,0 +1,141 @@
+"""MR-RAG fusion (planted-weight recovery, renormalization by hand) and the reward model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kgrag.model.fusion import (
+    FusionWeights,
+    fuse,
+    fusion_loss,
+    jaccard,
+    learn_weights,
+    overlap_positives,
+    relevance_reference,
+)
+from kgrag.model.reward import (
+    pairwise_loss,
+    pairwise_loss_reference,
+    score,
+    train_reward,
+    youden_threshold,
+)
+
+
+def _planted(planted, q=300, c=32, seed=0, temperature=0.05):
+    """Each query's one positive is drawn with P ∝ exp(planted·sims / T): the model
+    the InfoNCE objective is the likelihood of, so its optimum is the planted weighting."""
+    rng = np.random.default_rng(seed)
+    sims = rng.uniform(-1, 1, size=(q, c, 3))
+    r = sims @ np.asarray(planted) / temperature
+    p = np.exp(r - r.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    pos = np.zeros((q, c), bool)
+    for i in range(q):
+        pos[i, rng.choice(c, p=p[i])] = True
+    return sims, pos
+
+
+@pytest.mark.parametrize("planted", [(0.2, 0.1, 0.7), (0.6, 0.3, 0.1)])
+def test_fusion_recovers_planted_weighting(planted):
+    sims, pos = _planted(planted)
+    w = learn_weights(sims, pos, steps=300, lr=0.1)
+    got = np.array([w.alpha, w.beta, w.gamma])
+    assert got.sum() == pytest.approx(1.0) and (got >= 0).all()
+    assert np.abs(got - np.array(planted)).max() < 0.05, got
+
+
+def test_fusion_recovers_a_thresholded_planting_in_order():
+    # positives = top 4 by the planted relevance (the concept-overlap style of labels)
+    rng = np.random.default_rng(1)
+    sims = rng.uniform(-1, 1, size=(200, 40, 3))
+    planted = np.array([0.1, 0.25, 0.65])
+    rel = sims @ planted
+    pos = rel >= np.sort(rel, axis=1)[:, -4][:, None]
+    got = np.array(list(learn_weights(sims, pos, steps=400, lr=0.1).to_dict().values()))
+    assert np.argsort(got).tolist() == np.argsort(planted).tolist()
+    assert np.abs(got - planted).max() < 0.1, got
+
+
+def test_fusion_loss_gradient_matches_finite_differences():
+    sims, pos = _planted((0.3, 0.3, 0.4), q=20, c=8, seed=3)
+    w = np.array([0.2, -0.1, 0.4])
+    _, g = fusion_loss(w, sims, pos)
+    eps = 1e-6
+    for k in range(3):
+        d = np.zeros(3)
+        d[k] = eps
+        num = (fusion_loss(w + d, sims, pos)[0] - fusion_loss(w - d, sims, pos)[0]) / (2 * eps)
+        assert g[k] == pytest.approx(num, abs=1e-6)
+
+
+def test_fusion_loss_by_hand():
+    # one query, two candidates, weights equal (logits 0): r = mean(sims) / T
+    sims = np.array([[[0.3, 0.3, 0.3], [0.0, 0.0, 0.0]]])
+    pos = np.array([[True, False]])
+    loss, _ = fusion_loss(np.zeros(3), sims, pos, temperature=0.1)
+    # r = [3, 0]; loss = log(e^3 + e^0) - 3 = log(1 + e^-3)
+    assert loss == pytest.approx(math.log(1 + math.exp(-3)))
+
+
+def test_learn_weights_without_usable_queries_keeps_equal_weights(caplog):
+    sims = np.zeros((2, 3, 3))
+    w = learn_weights(sims, np.ones((2, 3), bool))
+    assert (w.alpha, w.beta, w.gamma) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert "equal" in caplog.text
+
+
+def test_fuse_renormalizes_missing_modalities_by_hand():
+    w = FusionWeights(0.2, 0.3, 0.5)
+    s_it, s_ii, s_tt = np.array([0.5, 1.0]), np.array([0.2, 0.0]), np.array([1.0, -1.0])
+    # all three: 0.2·0.5 + 0.3·0.2 + 0.5·1.0 = 0.66; 0.2·1 + 0 + 0.5·(−1) = −0.3
+    assert np.allclose(fuse(w, s_it, s_ii, s_tt), [0.66, -0.3])
+    # text-only query: only the γ term, renormalized to 1
+    assert np.allclose(fuse(w, None, None, s_tt), s_tt)
+    # image-only query: α, β renormalized to 0.4 / 0.6 → 0.4·0.5 + 0.6·0.2 = 0.32; 0.4·1 = 0.4
+    assert np.allclose(fuse(w, s_it, s_ii, None), [0.32, 0.4])
+    for j in range(2):
+        assert relevance_reference(w, s_it[j], s_ii[j], s_tt[j]) == pytest.approx(fuse(w, s_it, s_ii, s_tt)[j])
+        assert relevance_reference(w, s_it[j], s_ii[j], None) == pytest.approx(fuse(w, s_it, s_ii, None)[j])
+        assert relevance_reference(w, None, None, s_tt[j]) == pytest.approx(s_tt[j])
+    assert w.effective(False, False) == (0.0, 0.0, 0.0)
+
+
+def test_concept_overlap_positives():
+    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
+    assert jaccard(set(), set()) == 1.0  # two normal studies
+    assert jaccard({"a"}, set()) == 0.0
+    # Jaccard ≥ 0.5 is positive: {a} vs {a, b} = 0.5 → positive; {a} vs {b} = 0 → negative
+    assert overlap_positives([{"a"}], [{"a"}, {"b"}, {"a", "b"}, {"a", "b", "c"}]).tolist() == [[True, False, True, False]]
+
+
+# -- reward model ---------------------------------------------------------------------------
+def test_pairwise_loss_by_hand():
+    # −log σ(2 − 1) = log(1 + e^−1) = 0.31326; −log σ(0 − 1) = log(1 + e^1) = 1.31326
+    hand = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(1))) / 2
+    assert pairwise_loss_reference([2.0, 0.0], [1.0, 1.0]) == pytest.approx(hand)
+    assert float(pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]))) == pytest.approx(hand, rel=1e-6)
+
+
+def test_youden_threshold_by_hand():
+    scores = [0.9, 0.8, 0.7, 0.4, 0.3, 0.1]
+    relevant = [True, True, False, True, False, False]
+    # τ = 0.8: TPR 2/3, FPR 0 → J 0.667; τ = 0.4: TPR 1, FPR 1/3 → J 0.667 (tie → stricter 0.8)
+    assert youden_threshold(scores, relevant) == pytest.approx((0.8, 2 / 3, 0.0))
+    with pytest.raises(ValueError):
+        youden_threshold([0.1, 0.2], [True, True])
+
+
+def test_reward_model_learns_a_planted_preference():
+    rng = np.random.default_rng(0)
+    dim, n = 8, 600
+    q = rng.standard_normal((n, dim)).astype(np.float32)
+    noise = rng.standard_normal((n, dim)).astype(np.float32)
+    d_pos = q + 0.3 * noise  # the better context is close to the query
+    d_neg = rng.standard_normal((n, dim)).astype(np.float32)
+    m, acc = train_reward(q, d_pos, d_neg, dim=dim, epochs=20, seed=0, lr=3e-3, batch=64)
+    assert acc > 0.9
+    r = score(m, q[:1], np.stack([d_pos[0], d_neg[0]]))  # one query broadcast over two contexts
+    assert r.shape == (2,) and r[0] > r[1]
