@@ -12,7 +12,7 @@ per query).  One query runs the query pipeline's own stages from V_I on:
 
 and the variants differ only in where P(c | V_I) comes from:
 
-- ``causal``: the pipeline as shipped — CausalState writes ``score_concepts`` to
+- ``causal``: the pipeline as shipped — SendGraphCalls writes ``score_concepts`` to
   the FalkorDB connection as soon as V_I is known (a GraphPipeline), so the engine
   computes while stage 1 runs; CausalRerank reads the reply;
 - ``causal_serial``: the same statement sent after stage 1 and read at once (what
@@ -49,6 +49,7 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
     from kgrag.model.fusion import FusionWeights
     from kgrag.ontology import concepts, ids_with_role
     from kgrag.query import stages
+    from kgrag.query.state import Query, QueryState
     from kgrag.synth import model as truth
 
     rng = np.random.default_rng(0)
@@ -94,31 +95,29 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
         observed = [draw_observed() for _ in range(repeat)]
         stage1 = stages.Stage1Cases(idx, fusion)
         rerank = stages.CausalRerank(assertions)
-        state = {"causal": stages.CausalState(store, ids_all, diagnoses, max_len=3, default_leak=0.01,
-                                              explain=False),
-                 "causal_serial": stages.CausalState(store, ids_all, diagnoses, max_len=3, default_leak=0.01,
-                                                     explain=False)}
+        send = stages.SendGraphCalls(ids_all, diagnoses, max_len=3, default_leak=0.01, explain=False)
+        state = {"causal": send, "causal_serial": send}
         it = iter(range(10**9))
 
         def one(variant: str, *, qv=qv, observed=observed, it=it, stage1=stage1, rerank=rerank, state=state) -> list[str]:
             j = next(it) % repeat
-            st = {"q_image": qv[j], "q_text": None, "n": 50, "modality": "radiology", "alpha": 0.5,
-                  "observed": observed[j], "question_concepts": [], "trace": {}}
-            if variant == "causal":
-                st = state["causal"].run(st)
-                st = stage1.run(st)
-            elif variant == "causal_serial":
-                st = stage1.run(st)
-                st = state["causal_serial"].run(st)
-            else:
-                st = stage1.run(st)
-                obs = st["observed"]
-                st["graph"] = {"probabilities": Pending(lambda: scoring.concept_probabilities(
-                    edges, obs, ids_all, leaks=leaks, max_len=3, default_leak=0.01))}
-            st = rerank.run(st)
-            if st.get("graph_pipeline") is not None:
-                st["graph_pipeline"].close()
-            return [c["id"] for c in st["candidates"]]
+            st = QueryState(query=Query(), k=50, n=50, alpha=0.5, rerank="causal", modality="radiology",
+                            q_image=qv[j], observed=observed[j])
+            with store.pipeline() as calls:
+                st.graph_calls = calls
+                if variant == "causal":
+                    st = state["causal"].run(st)
+                    st = stage1.run(st)
+                elif variant == "causal_serial":
+                    st = stage1.run(st)
+                    st = state["causal_serial"].run(st)
+                else:
+                    st = stage1.run(st)
+                    obs = st.observed
+                    st.graph = {"probabilities": Pending(lambda: scoring.concept_probabilities(
+                        edges, obs, ids_all, leaks=leaks, max_len=3, default_leak=0.01))}
+                st = rerank.run(st)
+            return [h.id for h in st.candidates]
 
         # the variants rank alike (same probabilities to 1e-9, so the same order)
         for j0 in range(5):

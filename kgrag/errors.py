@@ -68,6 +68,12 @@ class InputError(KgragError):
     exit_code = 2
 
 
+class TestLeakError(KgragError):
+    """A test-split study reached something that answers queries (evidence, graph, weights)."""
+
+    __test__ = False  # not a pytest test class
+
+
 class IndexMismatchError(KgragError):
     """A saved index/model was built with another encoder, graph version or kgrag version."""
 

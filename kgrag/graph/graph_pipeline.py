@@ -111,6 +111,12 @@ class GraphPipeline:
         plan = self._plans[i]
         return plan.value if plan.name is None else plan.finish(self._readers[i]())
 
+    def __enter__(self) -> GraphPipeline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._close is not None:
             self._close()

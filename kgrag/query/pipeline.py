@@ -1,56 +1,50 @@
-"""The query pipeline: route → observe V_I → stage-1 cases → causal / PageRank
-rerank → reward filter → stage-2 definitions → explain → grounded answer.
+"""The query pipeline: encode → stages → answer → format.
 
-``QueryPipeline.from_settings`` loads the model, indexes, graph store and
-docstore once (warm mode); ``run`` answers one query with the JSON contract of
-DESIGN.md (``kgrag query --json``).
+The stages (:mod:`kgrag.query.stages`) run in this order: route → observe V_I →
+send the graph calls → stage-1 cases → rerank (causal, PageRank or none) → reward
+filter → test-split guard → stage-2 definitions → explain → evidence sentences;
+then the generator writes the answer from the state, and :func:`format_output`
+turns the state into the JSON contract of DESIGN.md (``kgrag query --json``).
+
+``QueryPipeline(...)`` only stores its clients; :meth:`QueryPipeline.warm_up`
+does the I/O (graph version, router fit, the candidates' assertions) and builds
+the stages once.  ``QueryPipeline.from_settings`` is the one place the model,
+indexes, graph store and docstore are opened, and it warms the pipeline up.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kgrag.errors import InputError
 from kgrag.model.encoders import l2n
 from kgrag.query import stages
+from kgrag.query.state import RERANK_MODES, Query, QueryState
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Query", "QueryPipeline", "QueryState", "RERANKERS", "format_output", "read_batch"]
 
-@dataclass
-class Query:
-    images: list[str] = field(default_factory=list)
-    question: str | None = None
-    findings: str | None = None
-    k: int | None = None
-    n: int | None = None
-    alpha: float | None = None
-    rerank: str | None = None
-    modality: str | None = None
-    id: str | None = None
+#: The rerank stage of each ``--rerank`` mode, built from a warmed-up pipeline.
+RERANKERS: dict[str, Callable[[QueryPipeline], Any]] = {
+    "causal": lambda p: stages.CausalRerank(p.assertions),
+    "pagerank": lambda p: stages.PageRankRerank(p.index, p.settings.retrieval.damping),
+    "none": lambda p: stages.NoRerank(),
+}
 
 
 class QueryPipeline:
     def __init__(self, settings: Any, model: Any, index: Any, store: Any, docstore: Any, extractor: Any) -> None:
-        from kgrag.query.router import PrototypeRouter
-
-        self.settings, self.model, self.index, self.store, self.docstore, self.extractor = settings, model, index, store, docstore, extractor
-        self.graph_version = store.version()
-        ids = index.ids("image") or index.ids("text")
-        space = "image" if index.ids("image") else "text"
-        self.router = PrototypeRouter.fit(index.vectors(space, ids), [index.modalities.get(i, "radiology") for i in ids])
-        self.assertions = {sid: a for sid, a in docstore.study_concepts().items() if sid in index.spaces["text"].row}
-        from kgrag.ontology import concepts, ids_with_role
-
-        # every concept a candidate can assert: P(c | V_I) for all of them comes from one query
-        self.targets = sorted(set(concepts()) | {c for a in self.assertions.values() for c in a})
-        self.diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
+        self.settings, self.model, self.index, self.store, self.docstore, self.extractor = (
+            settings, model, index, store, docstore, extractor)
         self._graph_worker: ThreadPoolExecutor | None = None
+        self._warm = False
 
     @classmethod
     def from_settings(cls, settings: Any, *, model_name: str = "default") -> QueryPipeline:
@@ -66,11 +60,50 @@ class QueryPipeline:
         index = IndexSet.load(settings.index_dir, expect_encoder=model.fingerprint, expect_graph_version=store.version())
         ext = RuleExtractor()
         ext.warm_up()
-        return cls(settings, model, index, store, DocStore.from_settings(settings), ext)
+        pipe = cls(settings, model, index, store, DocStore.from_settings(settings), ext)
+        pipe.warm_up()
+        return pipe
+
+    def warm_up(self) -> None:
+        """Read what every query needs (graph version, router, the indexed studies'
+        assertions, the concept lists) and build the stages.  Idempotent."""
+        if self._warm:
+            return
+        from kgrag.ontology import concepts, ids_with_role
+        from kgrag.query.router import PrototypeRouter
+
+        index, kg, rs = self.index, self.settings.kg, self.settings.retrieval
+        self.graph_version = self.store.version()
+        space = "image" if index.ids("image") else "text"
+        ids = index.ids(space)
+        self.router = PrototypeRouter.fit(index.vectors(space, ids), [index.modalities.get(i, "radiology") for i in ids])
+        self.assertions = {sid: a for sid, a in self.docstore.study_concepts().items() if sid in index.spaces["text"].row}
+        cs = concepts()
+        # every concept a candidate can assert: P(c | V_I) for all of them comes from one query
+        self.targets = sorted(set(cs) | {c for a in self.assertions.values() for c in a})
+        self.diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
+        self.before_rerank = [
+            stages.Route(self.router, index.modalities),
+            stages.ObserveFindings(self.model, self.extractor),
+            stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len,
+                                  default_leak=kg.default_leak, executor=self.graph_worker),
+            stages.Stage1Cases(index, self.model.fusion),
+        ]
+        self.rerankers = {mode: build(self) for mode, build in RERANKERS.items()}
+        self.after_rerank = [
+            stages.RewardFilter(self.model, index, rs.reward_threshold),
+            stages.GuardTestSplit(index.splits),
+            stages.Stage2Definitions(cs),
+            stages.Explain(self.diagnoses),
+            stages.FetchSentences(self.docstore),
+        ]
+        self.names = {c.id: c.name for c in cs.values()}
+        self._warm = True
 
     @property
     def graph_worker(self) -> ThreadPoolExecutor:
-        """One thread that runs the graph-engine calls of a query while stage 1 searches FAISS."""
+        """One thread that runs the graph-engine calls of a query while stage 1 searches FAISS
+        (backends that cannot pipeline on one connection)."""
         if self._graph_worker is None:
             self._graph_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgrag-graph")
         return self._graph_worker
@@ -83,107 +116,107 @@ class QueryPipeline:
         self.docstore.close()
 
     # ---------------------------------------------------------------------------------
-    def _sentences(self, sid: str, concepts: set[str]) -> list[str]:
-        out = []
-        for m in self.docstore.mentions(study_id=sid):
-            if (not concepts or m.concept in concepts) and m.sentence not in out:
-                out.append(m.sentence)
-        if not out:
-            st = self.docstore.get_study(sid)
-            if st is not None:
-                out = [st.findings or st.report[:200]]
-        return out[:4]
-
-    def run(self, q: Query) -> dict[str, Any]:
+    def state_for(self, q: Query) -> QueryState:
+        """Check the query's options and encode its image(s) and text."""
         from kgrag.imaging import IMAGE_SIZE, load_image
 
-        t0 = time.perf_counter()
         rs = self.settings.retrieval
-        k, n = q.k or rs.k, max(q.n or rs.n, q.k or rs.k)
+        k = q.k or rs.k
+        n = max(q.n or rs.n, k)
         alpha = rs.alpha if q.alpha is None else q.alpha
         mode = q.rerank or rs.rerank
-        if mode not in ("causal", "pagerank", "none"):
-            raise InputError(f"--rerank {mode!r} is not causal, pagerank or none", fix="pick one of the three")
+        if mode not in RERANK_MODES:
+            raise InputError(f"--rerank {mode!r} is not one of {', '.join(RERANK_MODES)}", fix="pick one of them")
+        if not 0.0 <= alpha <= 1.0:
+            raise InputError(f"alpha {alpha} is not in [0, 1]", fix="1 is semantic only, 0 causal only")
         if not q.images and not (q.question or q.findings):
-            raise InputError("a query needs an image, a question or findings text", fix="pass --image PATH and/or --question TEXT")
-        images = [load_image(p, size=IMAGE_SIZE) for p in q.images]
-        q_image = l2n(self.model.encode_images(images).mean(axis=0, keepdims=True))[0] if images else None
+            raise InputError("a query needs an image, a question or findings text",
+                             fix="pass --image PATH and/or --question TEXT or --findings TEXT")
+        st = QueryState(query=q, k=k, n=n, alpha=alpha, rerank=mode, modality=q.modality)
+        st.images = [load_image(p, size=IMAGE_SIZE) for p in q.images]
+        if st.images:
+            st.q_image = l2n(self.model.encode_images(st.images).mean(axis=0, keepdims=True))[0]
         text = " ".join(x for x in (q.findings, q.question) if x)
-        q_text = self.model.encode_texts([text])[0] if text else None
-        st: dict[str, Any] = {"images": images, "question": q.question, "findings_text": q.findings, "q_image": q_image,
-                              "q_text": q_text, "k": k, "n": n, "alpha": alpha, "modality": q.modality,
-                              "image_findings": [], "question_concepts": [], "trace": {}}
-        kg = self.settings.kg
-        chain = [stages.Route(self.router, self.index.modalities), stages.ObserveFindings(self.model, self.extractor),
-                 stages.CausalState(self.store, self.targets, self.diagnoses, max_len=kg.max_path_len,
-                                    default_leak=kg.default_leak, executor=self.graph_worker),
-                 stages.Stage1Cases(self.index, self.model.fusion)]
-        chain.append({"causal": lambda: stages.CausalRerank(self.assertions),
-                      "pagerank": lambda: stages.PageRankRerank(self.index, rs.damping),
-                      "none": lambda: stages.NoRerank()}[mode]())
-        chain += [stages.RewardFilter(self.model, self.index, rs.reward_threshold), stages.Stage2Definitions(),
-                  stages.Explain(self.diagnoses)]
-        timings = st["trace"]["timings_ms"] = {}
-        try:
+        if text:
+            st.q_text = self.model.encode_texts([text])[0]
+        return st
+
+    def retrieve(self, st: QueryState) -> QueryState:
+        """Run the stages.  The graph calls go out as soon as V_I is known and their
+        pipeline is closed (unread replies dropped) whatever happens."""
+        self.warm_up()
+        timings = st.trace.setdefault("timings_ms", {})
+        chain = [*self.before_rerank, self.rerankers[st.rerank], *self.after_rerank]
+        with self.store.pipeline() as calls:
+            st.graph_calls = calls
             for stage in chain:
                 t1 = time.perf_counter()
                 st = stage.run(st)
                 name = type(stage).__name__
                 timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t1) * 1000.0, 3)
-            keep = st["candidates"][:k]
-            answer = self._answer(st, keep)
-        finally:
-            if st.get("graph_pipeline") is not None:
-                st["graph_pipeline"].close()
-        splits = self.index.splits
-        leaked = [c["id"] for c in keep if splits.get(c["id"]) == "test"]
-        if leaked:
-            raise InputError(f"test-split studies {leaked} reached the evidence", fix="rebuild the index with 'kgrag index build'")
-        focus = set(st["observed"]) | set(st["question_concepts"]) | {d["concept"] for d in st["diagnoses"][:3]}
-        evidence = [{"id": c["id"], "rank": r + 1, "score": round(c["score"], 6),
-                     "similarity": {kk: (None if v is None else round(v, 6)) for kk, v in c["similarity"].items()},
-                     "causal_loglik": None if c.get("causal_loglik") is None else round(c["causal_loglik"], 6),
-                     "sentences": self._sentences(c["id"], focus)} for r, c in enumerate(keep)]
-        return {
-            "query": {"id": q.id, "images": q.images, "question": q.question, "findings": q.findings, "modality": st["modality"]},
-            "answer": answer,
-            "image_findings": [{"concept": f["concept"], "probability": round(f["probability"], 6)} for f in st["image_findings"]],
-            "diagnoses": [d for d in st["diagnoses"] if d["probability"] >= 0.05][:8] or st["diagnoses"][:3],
-            "evidence": evidence,
-            "definitions": st.get("definitions", []),
-            "trace": st["trace"],
-            "config": {"alpha": alpha, "k": k, "n": n, "rerank": mode, "graph_version": self.graph_version,
-                       "index_version": self.index.version, "model": self.model.name,
-                       "seconds": round(time.perf_counter() - t0, 4)},
-        }
+            st.graph_calls = None
+        return st
 
-    def _answer(self, st: dict[str, Any], keep: list[dict[str, Any]]) -> dict[str, Any]:
+    def answer(self, st: QueryState) -> dict[str, Any]:
+        """The generator's answer object (the ``answer`` of the JSON contract)."""
         from kgrag.generation.grounded import ConceptEvidence, answer_question, write_report
-        from kgrag.ontology import concepts
 
-        names = {c.id: c.name for c in concepts().values()}
-        if st.get("question") and st["question_concepts"]:
-            c = st["question_concepts"][0]
+        keep = st.evidence
+        if st.question and st.question_concepts:
+            c = st.question_concepts[0]
             ev = ConceptEvidence()
-            for cand in keep:
-                a = self.assertions.get(cand["id"], {}).get(c)
+            for h in keep:
+                a = self.assertions.get(h.id, {}).get(c)
                 if a == "present":
-                    ev.present.append(cand["id"])
-                elif a == "absent" or (a is None and cand["id"] in self.assertions):
-                    ev.absent.append(cand["id"])
-            p = stages.graph_result(st, "probabilities", {})[c] if st["observed"] else None
-            paths = stages.graph_result(st, "paths", {}).get(c, [])
-            return answer_question(c, p_causal=p, evidence=ev, names=names,
+                    ev.present.append(h.id)
+                elif a == "absent" or (a is None and h.id in self.assertions):
+                    ev.absent.append(h.id)
+            p = st.graph_result("probabilities", {})[c] if st.observed else None
+            paths = st.graph_result("paths", {}).get(c, [])
+            return answer_question(c, p_causal=p, evidence=ev, names=self.names,
                                    paths=[{"nodes": x.nodes, "strength": round(x.strength, 6)} for x in paths])
-        if st.get("question"):
+        if st.question:
             return {"text": "The question names no concept kgrag knows; see the evidence and diagnoses.",
                     "yes_no": None, "probability": None}
-        return write_report(st["image_findings"], st["diagnoses"], evidence_ids=[c["id"] for c in keep], names=names)
+        return write_report(st.image_findings, st.diagnoses, evidence_ids=[h.id for h in keep], names=self.names)
+
+    def run(self, q: Query) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        st = self.retrieve(self.state_for(q))
+        answer = self.answer(st)
+        return format_output(st, answer, graph_version=self.graph_version, index_version=self.index.version,
+                             model=self.model.name, seconds=time.perf_counter() - t0)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def format_output(st: QueryState, answer: dict[str, Any], *, graph_version: str, index_version: str, model: str,
+                  seconds: float) -> dict[str, Any]:
+    """The ``kgrag query --json`` object (DESIGN.md) of an answered query."""
+    q = st.query
+    return {
+        "query": {"id": q.id, "images": q.images, "question": q.question, "findings": q.findings, "modality": st.modality},
+        "answer": answer,
+        "image_findings": [{"concept": f["concept"], "probability": round(f["probability"], 6)} for f in st.image_findings],
+        "diagnoses": [d for d in st.diagnoses if d["probability"] >= 0.05][:8] or st.diagnoses[:3],
+        "evidence": [{"id": h.id, "rank": r + 1, "score": round(h.score, 6),
+                      "similarity": {k: _r(v) for k, v in h.similarity.items()},
+                      "causal_loglik": _r(h.causal_loglik),
+                      "sentences": [s.text for s in h.sentences]} for r, h in enumerate(st.evidence)],
+        "definitions": st.definitions,
+        "trace": st.trace,
+        "config": {"alpha": st.alpha, "k": st.k, "n": st.n, "rerank": st.rerank, "graph_version": graph_version,
+                   "index_version": index_version, "model": model, "seconds": round(seconds, 4)},
+    }
+
+
+_BATCH_FIELDS = ("images", "question", "findings", "k", "n", "alpha", "rerank", "modality", "id")
 
 
 def read_batch(path: str | Path) -> list[Query]:
-    import json
-
+    """Queries from a JSONL file, one object per line with the fields of :class:`Query`."""
     out = []
     for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -192,9 +225,12 @@ def read_batch(path: str | Path) -> list[Query]:
             d = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{i}: bad JSON ({e.msg})", fix="one JSON object per line") from e
-        imgs = d.get("images") or []
-        out.append(Query(images=imgs, question=d.get("question"), findings=d.get("findings"), k=d.get("k"),
-                         alpha=d.get("alpha"), rerank=d.get("rerank"), id=d.get("id")))
+        if not isinstance(d, dict):
+            raise InputError(f"{path}:{i}: a query line must be a JSON object", fix='e.g. {"images": ["a.png"]}')
+        unknown = sorted(set(d) - set(_BATCH_FIELDS))
+        if unknown:
+            log.warning("%s:%d: fields %s are not query fields and are ignored", path, i, unknown)
+        kw = {f: d.get(f) for f in _BATCH_FIELDS}
+        kw["images"] = list(kw["images"] or [])
+        out.append(Query(**kw))
     return out
-
-

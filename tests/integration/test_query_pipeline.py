@@ -55,7 +55,7 @@ def test_query_modes_follow_the_contract(home, mode):
     assert row["id"] not in {e["id"] for e in res["evidence"]}  # test studies are never evidence
     assert res["config"]["rerank"] == mode and res["config"]["graph_version"].startswith("g-")
     assert res["image_findings"] and res["answer"]["yes_no"] in ("yes", "no", None)
-    assert {"CausalState", "Stage1Cases", "Explain"} <= set(res["trace"]["timings_ms"])
+    assert {"SendGraphCalls", "Stage1Cases", "Explain", "FetchSentences"} <= set(res["trace"]["timings_ms"])
     if mode == "causal":
         assert all(e["causal_loglik"] is None or e["causal_loglik"] <= 0 for e in res["evidence"])
         scores = [e["score"] for e in res["evidence"]]
