@@ -78,7 +78,7 @@ def status(home: str | None, as_json: bool) -> None:
         from kgrag.graph.falkordb_store import FalkorDBStore
 
         store = FalkorDBStore.from_settings(settings)
-        st = {"backend": "falkordb", "embedded": False, "running": True, "counts": store.counts()}
+        st = store.status()
         store.close()
     else:
         st = _embedded(settings).status()

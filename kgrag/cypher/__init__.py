@@ -4,6 +4,7 @@ Each file opens with a header::
 
     // params: $rows, $overwrite_locked      (or "none")
     // returns: src, dst, kept               (or "none")
+    // mode: write                           (or "read": Neo4j routes by it)
 
 Values are always ``$parameters``.  A label that must be interpolated appears as
 ``{label}`` and is filled only from :data:`LABEL_ALLOWLIST` by
@@ -22,7 +23,8 @@ DIALECTS = ("falkordb", "neo4j")
 LABEL_ALLOWLIST = frozenset({"ImageFinding", "Finding", "Diagnosis"})
 
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_HEADER_RE = re.compile(r"^//\s*(params|returns)\s*:\s*(.*)$", re.M)
+_HEADER_RE = re.compile(r"^//\s*(params|returns|mode)\s*:\s*(.*)$", re.M)
+MODES = ("read", "write")
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
@@ -34,6 +36,7 @@ class Statement:
     text: str
     params: frozenset[str]
     columns: tuple[str, ...]
+    mode: str  # "read" or "write" (the header's ``// mode:``)
     body: str  # the statement without comments, as sent to the engine
 
     def with_label(self, label: str) -> str:
@@ -80,6 +83,8 @@ def _parse_header(name: str, text: str) -> tuple[frozenset[str], tuple[str, ...]
     found = dict((k, v.strip()) for k, v in _HEADER_RE.findall(text))
     if "params" not in found or "returns" not in found:
         raise ValueError(f"{name}.cypher lacks a '// params:' or '// returns:' header line")
+    if found.get("mode") not in MODES:
+        raise ValueError(f"{name}.cypher lacks a '// mode: read' or '// mode: write' header line")
     params = (
         frozenset()
         if found["params"] in ("none", "")
@@ -104,7 +109,8 @@ def load(name: str, dialect: str = "falkordb") -> Statement:
         if f.is_file():
             text = f.read_text("utf-8")
             params, cols = _parse_header(name, text)
-            return Statement(name, dialect, rel, text, params, cols, strip_comments(text).strip())
+            mode = dict(_HEADER_RE.findall(text))["mode"].strip()
+            return Statement(name, dialect, rel, text, params, cols, mode, strip_comments(text).strip())
     raise FileNotFoundError(f"no Cypher statement {name!r} for dialect {dialect!r}")
 
 

@@ -1,6 +1,7 @@
 // Node and relationship counts.
 // params: none
 // returns: concepts, studies, asserts, edges, accepted, proposed, rejected
+// mode: read
 OPTIONAL MATCH (c:Concept)
 WITH count(c) AS concepts
 OPTIONAL MATCH (s:Study)

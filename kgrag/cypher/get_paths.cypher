@@ -2,6 +2,7 @@
 // strongest first; strength = q_o * product of p along the path.
 // params: $observed, $targets, $max_len
 // returns: target, nodes, strength
+// mode: read
 UNWIND $observed AS ob
 MATCH p = (o:Concept {id: ob.id})-[:CAUSES*1..3]->(c:Concept)
 WHERE c.id IN $targets

@@ -1,5 +1,6 @@
 // Ids of every Study node.
 // params: none
 // returns: id
+// mode: read
 MATCH (s:Study)
 RETURN s.id AS id

@@ -1,6 +1,7 @@
 // Upsert concepts of one role; the role label comes from the allow-list.
 // params: $rows
 // returns: written
+// mode: write
 UNWIND $rows AS row
 MERGE (c:Concept {id: row.id})
 SET c:{label},

@@ -4,6 +4,7 @@
 // its statistics and provenance are refreshed.
 // params: $rows, $overwrite_locked
 // returns: src, dst, kept_locked
+// mode: write
 UNWIND $rows AS row
 MATCH (a:Concept {id: row.src})
 MATCH (b:Concept {id: row.dst})

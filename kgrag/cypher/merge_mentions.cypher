@@ -2,6 +2,7 @@
 // Both nodes must exist; rows are de-duplicated by (study_id, concept) before sending.
 // params: $rows
 // returns: written
+// mode: write
 UNWIND $rows AS row
 MATCH (s:Study {id: row.study_id})
 MATCH (c:Concept {id: row.concept})

@@ -1,6 +1,7 @@
 // Upsert Study nodes.
 // params: $rows
 // returns: written
+// mode: write
 UNWIND $rows AS row
 MERGE (s:Study {id: row.id})
 SET s.split = row.split,

@@ -9,6 +9,7 @@
 // row per scenario: probabilities[i] belongs to $targets[i].
 // params: $targets, $observed, $removals, $max_len, $default_leak
 // returns: removed, probabilities
+// mode: read
 UNWIND $observed AS ob
 OPTIONAL MATCH p = (o:Concept {id: ob.id})-[:CAUSES*1..3]->(c)
 WHERE length(p) <= $max_len

@@ -1,6 +1,7 @@
 // Record a curation decision on one edge.
 // params: $src, $dst, $status, $reviewed_by, $reviewed_at, $note, $locked
 // returns: src, dst, status, reviewed_by, reviewed_at, note, locked
+// mode: write
 MATCH (a:Concept {id: $src})-[r:CAUSES]->(b:Concept {id: $dst})
 SET r.status = $status,
     r.reviewed_by = $reviewed_by,

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kgrag import cypher
 from kgrag.errors import GraphUnavailableError
 
 log = logging.getLogger(__name__)
@@ -304,10 +305,9 @@ class EmbeddedFalkorDB:
             out["memory_used"] = info.get("used_memory_human")
             out["memory_peak"] = info.get("used_memory_peak_human")
             graphs = {}
+            counts = cypher.load("count_nodes_edges", "falkordb").body
             for name in db.list_graphs():
-                g = db.select_graph(name)
-                n = g.ro_query("MATCH (n) RETURN count(n)").result_set[0][0]
-                e = g.ro_query("MATCH ()-[r]->() RETURN count(r)").result_set[0][0]
+                n, e = db.select_graph(name).ro_query(counts).result_set[0]
                 graphs[name] = {"nodes": n, "edges": e}
             out["graphs"] = graphs
             db.connection.close()

@@ -57,6 +57,20 @@ class FalkorDBStore(CypherGraphStore):
         server = EmbeddedFalkorDB.from_settings(settings)
         return cls.from_server(server, settings.graph.name, **kw)
 
+    def status(self) -> dict[str, Any]:
+        """The embedded server's state (pid, socket, memory, graph sizes), or for a
+        FalkorDB reached by URL its reachability and this graph's counts."""
+        if self._server is not None:
+            return self._server.status()
+        info: dict[str, Any] = {"backend": "falkordb", "embedded": False, "graph": self.graph_name}
+        try:
+            info["counts"] = self.counts()
+            info["running"] = True
+        except Exception as e:  # status is diagnostic; report rather than fail
+            info["running"] = False
+            info["error"] = f"{type(e).__name__}: {e}"
+        return info
+
     # -- execution ---------------------------------------------------------------------
     def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:

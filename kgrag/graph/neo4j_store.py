@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from kgrag import cypher
 from kgrag.deps import require
 from kgrag.errors import CypherError, GraphUnavailableError
 from kgrag.graph.cypher_store import CypherGraphStore
 from kgrag.graph.rows import plain as _plain
 
 log = logging.getLogger(__name__)
-
-_WRITE_PREFIXES = ("merge_", "set_", "delete_", "create_")
-
 
 class Neo4jStore(CypherGraphStore):
     backend = "neo4j"
@@ -53,27 +52,42 @@ class Neo4jStore(CypherGraphStore):
                    default_leak=settings.kg.default_leak)
 
     def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run one catalogue statement, routed to a writer or a reader by its ``// mode:`` header."""
         neo4j = require("neo4j")
-        stem = name.rsplit("/", 1)[-1]
-        routing = neo4j.RoutingControl.WRITE if stem.startswith(_WRITE_PREFIXES) else neo4j.RoutingControl.READ
-        try:
+        write = cypher.load(name.rsplit("/", 1)[-1], self.dialect).mode == "write"
+        routing = neo4j.RoutingControl.WRITE if write else neo4j.RoutingControl.READ
+        with self._errors(name, params):
             records, _, _ = self._driver.execute_query(
                 text, parameters_=dict(params), database_=self.database, routing_=routing
             )
+        return [{k: _plain(v) for k, v in r.items()} for r in records]
+
+    def _execute_autocommit(self, name: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement in an auto-commit transaction (``CALL { … } IN TRANSACTIONS`` needs one)."""
+        stmt = cypher.load(name, self.dialect)
+        with self._errors(name, params or {}), self._driver.session(database=self.database) as s:
+            s.run(stmt.body, dict(params or {})).consume()
+
+    @contextlib.contextmanager
+    def _errors(self, name: str, params: Mapping[str, Any]) -> Iterator[None]:
+        neo4j = require("neo4j")
+        try:
+            yield
         except neo4j.exceptions.ServiceUnavailable as e:
             raise GraphUnavailableError(f"Neo4j at {self.uri} became unavailable: {e}",
                                         fix="check the Neo4j server and network") from e
+        except GraphUnavailableError:
+            raise
         except Exception as e:
             raise CypherError(name, dict(params), e) from e
-        return [{k: _plain(v) for k, v in r.items()} for r in records]
 
     def ensure_schema(self) -> None:
         self._run("create_schema")
         self._run("create_study_schema")
 
     def drop(self) -> None:
-        # delete in batches so a large graph does not need one huge transaction
-        self._run("delete_all")
+        """Delete kgrag's nodes and relationships (only its labels), 1,000 nodes per transaction."""
+        self._execute_autocommit("delete_all")
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": "neo4j", "uri": self.uri, "database": self.database}

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from kgrag.causal.scoring import LOG_EPS
+from kgrag.graph.graph_pipeline import GraphPipeline
 from kgrag.types import CandidateScore, CausalPath, Concept, Edge, ReportCandidate
 
 __all__ = ["LOG_EPS", "CandidateScore", "CausalPath", "GraphStore", "ReportCandidate", "UpsertReport"]
@@ -39,7 +40,11 @@ class UpsertReport:
 
 @runtime_checkable
 class GraphStore(Protocol):
-    """Domain operations on the causal graph.  Implementations: FalkorDBStore, Neo4jStore."""
+    """Domain operations on the causal graph.  Implementations: FalkorDBStore, Neo4jStore.
+
+    Every caller (ingest, kg build/audit/curate, index, query, commands) types its
+    store as ``GraphStore`` and uses only these methods; ``default_leak=None`` means
+    the store's own default (``KGRAG_KG__DEFAULT_LEAK``)."""
 
     backend: str
 
@@ -109,7 +114,7 @@ class GraphStore(Protocol):
         observed: Mapping[str, float],
         *,
         max_len: int = 3,
-        default_leak: float = 0.01,
+        default_leak: float | None = None,
     ) -> list[CandidateScore]:
         """Scores for all candidates, in input order: one query gives P(c | V_I) for every
         concept the candidates assert; each report's mean log-likelihood follows from it
@@ -121,7 +126,7 @@ class GraphStore(Protocol):
         targets: Sequence[str],
         *,
         max_len: int = 3,
-        default_leak: float = 0.01,
+        default_leak: float | None = None,
     ) -> dict[str, float]:
         """P(target | observed) for each target."""
 
@@ -132,7 +137,7 @@ class GraphStore(Protocol):
         removals: Sequence[str],
         *,
         max_len: int = 3,
-        default_leak: float = 0.01,
+        default_leak: float | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """For each target, [{"remove": o, "probability": P(target | observed without o)}]
         for every o in ``removals`` (in that order), all scenarios in one query."""
@@ -147,16 +152,26 @@ class GraphStore(Protocol):
     ) -> dict[str, list[CausalPath]]:
         """Strongest accepted paths from observed concepts to each target."""
 
-    def pipeline(self) -> Any:
+    def pipeline(self) -> GraphPipeline:
         """A :class:`~kgrag.graph.graph_pipeline.GraphPipeline`: ``concept_probabilities``,
         ``counterfactuals`` and ``paths`` queued (each returns a ``Pending``), sent
-        together with ``send(executor=None)``, answered by ``Pending.result()``."""
+        together with ``send(executor=None)``, answered by ``Pending.result()``; a
+        context manager that drops unread replies on exit."""
 
     # -- whole-graph -----------------------------------------------------------
     def export(self) -> dict[str, Any]:
         """{"concepts": [...], "edges": [...]} -- JSON-serialisable."""
 
     def import_(self, data: Mapping[str, Any]) -> None: ...
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep a JSON-serialisable value with the graph (e.g. the build parameters)."""
+
+    def get_meta(self, key: str) -> Any:
+        """The value :meth:`set_meta` kept under ``key``, or None."""
+
+    def status(self) -> dict[str, Any]:
+        """Diagnostics for ``kgrag db status`` / ``kgrag doctor``: backend, reachability, counts."""
 
     def version(self, params: Mapping[str, Any] | None = None) -> str:
         """Hash of the accepted edge set (src, dst, p rounded) + build params."""

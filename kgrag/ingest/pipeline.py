@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kgrag.errors import InputError
+from kgrag.graph.store import GraphStore
 from kgrag.ingest.readers import RawRecord, read
 from kgrag.ingest.sections import compose, split_sections
 from kgrag.types import SPLITS
@@ -186,7 +187,7 @@ def _graph_rows(batch: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     return studies, mentions
 
 
-def sync_graph(store: Any, batch: list[dict[str, Any]]) -> None:
+def sync_graph(store: GraphStore, batch: list[dict[str, Any]]) -> None:
     studies, mentions = _graph_rows(batch)
     ids = [s["id"] for s in batch]
     store.upsert_studies(studies)
@@ -194,7 +195,7 @@ def sync_graph(store: Any, batch: list[dict[str, Any]]) -> None:
     store.upsert_mentions(mentions)
 
 
-def _resync_from_docstore(docstore: Any, store: Any, ids: list[str]) -> None:
+def _resync_from_docstore(docstore: Any, store: GraphStore, ids: list[str]) -> None:
     """Studies unchanged in the docstore but not yet in the graph (an interrupted run)."""
     for chunk in _batches(ids, BATCH):
         batch = []
@@ -208,7 +209,7 @@ def _resync_from_docstore(docstore: Any, store: Any, ids: list[str]) -> None:
 
 def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_dir: str | Path | None = None,
            workers: int | None = None, strict: bool = False, progress: bool = True, report_path: str | Path | None = None,
-           store: Any = None, docstore: Any = None) -> IngestReport:
+           store: GraphStore | None = None, docstore: Any = None) -> IngestReport:
     from tqdm import tqdm
 
     from kgrag.docstore import DocStore
@@ -308,7 +309,7 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
     return rep
 
 
-def _write(batch: list[dict[str, Any]], docstore: Any, store: Any, run_id: int, rep: IngestReport, fail: Any) -> None:
+def _write(batch: list[dict[str, Any]], docstore: Any, store: GraphStore, run_id: int, rep: IngestReport, fail: Any) -> None:
     docstore.write_batch(batch, run_id)
     sync_graph(store, batch)
     docstore.mark_synced([s["id"] for s in batch])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kgrag.causal import scoring
+from kgrag.graph.store import GraphStore
 
 
 def _f(check: str, severity: str, message: str, items: list[Any] | None = None) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def audit_graph(edges: list[dict[str, Any]], concepts: list[dict[str, Any]], spl
     return out
 
 
-def run_audit(settings: Any, html_path: str | None = None, *, store: Any = None, docstore: Any = None) -> dict[str, Any]:
+def run_audit(settings: Any, html_path: str | None = None, *, store: GraphStore | None = None, docstore: GraphStore | None = None) -> dict[str, Any]:
     from kgrag.docstore import DocStore
     from kgrag.kg.build import latest_build_reports
 

@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kgrag.graph.store import GraphStore
 from kgrag.kg import stats
 from kgrag.ontology import concepts
 from kgrag.types import ALLOWED_EDGE_ROLES, Edge
@@ -142,7 +143,7 @@ def provenance_index(mentions: Iterable[Any]) -> dict[tuple[str, str], list[str]
     return idx
 
 
-def build_graph(settings: Any, *, docstore: Any = None, store: Any = None, progress: bool = True) -> BuildReport:
+def build_graph(settings: Any, *, docstore: GraphStore | None = None, store: GraphStore | None = None, progress: bool = True) -> BuildReport:
     from kgrag.docstore import DocStore
     from kgrag.kg import refine
 

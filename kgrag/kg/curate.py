@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kgrag.errors import InputError
+from kgrag.graph.store import GraphStore
 from kgrag.types import EDGE_STATUSES
 
 COLUMNS = ["src", "dst", "status", "p", "support", "p_value", "source", "reviewed_by", "reviewed_at", "note", "locked",
@@ -23,7 +24,7 @@ _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
 
 
-def export_csv(store: Any, path: str | Path, status: str | None = None) -> int:
+def export_csv(store: GraphStore, path: str | Path, status: str | None = None) -> int:
     edges = sorted(store.edges(status), key=lambda e: (e["status"] != "proposed", -(e["p"] or 0)))
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -69,7 +70,7 @@ def validate_rows(rows: list[dict[str, str]], existing: dict[tuple[str, str], di
     return ok, errors
 
 
-def import_csv(store: Any, path: str | Path, default_reviewer: str | None = None) -> dict[str, Any]:
+def import_csv(store: GraphStore, path: str | Path, default_reviewer: str | None = None) -> dict[str, Any]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []

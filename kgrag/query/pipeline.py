@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kgrag.errors import InputError
+from kgrag.graph.store import GraphStore
 from kgrag.model.encoders import l2n
 from kgrag.query import stages
 from kgrag.query.state import RERANK_MODES, Query, QueryState
@@ -40,7 +41,7 @@ RERANKERS: dict[str, Callable[[QueryPipeline], Any]] = {
 
 
 class QueryPipeline:
-    def __init__(self, settings: Any, model: Any, index: Any, store: Any, docstore: Any, extractor: Any) -> None:
+    def __init__(self, settings: Any, model: Any, index: Any, store: GraphStore, docstore: Any, extractor: Any) -> None:
         self.settings, self.model, self.index, self.store, self.docstore, self.extractor = (
             settings, model, index, store, docstore, extractor)
         self._graph_worker: ThreadPoolExecutor | None = None

@@ -41,8 +41,13 @@ class TestNeo4jStore(GraphStoreContract):
 
     @pytest.fixture
     def store_factory(self, store):
-        # one database: export, drop, re-import into the same store
+        """One database: each store it makes is the same server, dropped and fresh, so an
+        export → import round trip only passes if the import really rebuilt the graph."""
+
         def make():
+            store.drop()
+            store.ensure_schema()
+            assert store.counts()["concepts"] == 0 and store.counts()["edges"] == 0
             return store
 
         return make

@@ -71,3 +71,16 @@ def test_dialect_override_and_label_allowlist():
 def test_strip_comments_respects_strings():
     assert cypher.strip_comments("RETURN '//x' // gone\n") == "RETURN '//x' \n"
     assert cypher.used_params("// $ghost\nRETURN $real, '$notaparam'") == {"real"}
+
+
+@pytest.mark.parametrize("rel,text", ALL, ids=[r for r, _ in ALL])
+def test_header_mode_matches_what_the_statement_does(rel, text):
+    name = rel.rsplit("/", 1)[-1][: -len(".cypher")]
+    st = cypher.load(name, rel.split("/")[0] if "/" in rel else "falkordb")
+    writes = re.search(r"\b(MERGE|CREATE|DELETE|SET|REMOVE)\b", st.body) is not None
+    assert st.mode == ("write" if writes else "read"), f"{rel}: mode {st.mode} but the statement {'writes' if writes else 'only reads'}"
+
+
+def test_a_file_without_a_mode_is_refused():
+    with pytest.raises(ValueError, match="mode"):
+        cypher._parse_header("x", "// params: none\n// returns: none\nMATCH (n) RETURN n\n")
