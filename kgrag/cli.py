@@ -39,29 +39,15 @@ class LazyGroup(click.Group):
         spec = COMMANDS.get(cmd_name)
         if spec is None:
             return None
-        target, short_help = spec
+        target, _ = spec
         mod_name, attr = target.split(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("kgrag.commands"):
-                return _unavailable(cmd_name, short_help)
-            raise
-        cmd = getattr(mod, attr)
-        return cmd
+        return getattr(importlib.import_module(mod_name), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-
-def _unavailable(name: str, short_help: str) -> click.Command:
-    @click.command(name=name, help=short_help)
-    def _cmd() -> None:
-        raise click.ClickException(f"'kgrag {name}' is not available in this build")
-
-    return _cmd
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="kgrag", standalone_mode=False)
     except KgragError as e:
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"error {e.code}: {e.message}", err=True)
         if e.fix:
             click.echo(f"  fix: {e.fix}", err=True)
         sys.exit(e.exit_code)

@@ -21,6 +21,9 @@ from pydantic_settings import (
 
 from kgrag.errors import ConfigError
 
+#: Spaces of up to this many studies get an exact (flat) FAISS index; larger ones HNSW.
+FLAT_INDEX_MAX = 20_000
+
 DEFAULT_HOME = Path(".kgrag")
 
 
@@ -76,7 +79,7 @@ class RetrievalSettings(BaseModel):
     rerank: Literal["causal", "pagerank", "none"] = "causal"
     damping: float = Field(default=0.85, gt=0.0, lt=1.0)
     reward_threshold: float | None = None
-    flat_index_max: int = Field(default=20_000, ge=1)
+    flat_index_max: int = Field(default=FLAT_INDEX_MAX, ge=1)
 
 
 class ModelSettings(BaseModel):

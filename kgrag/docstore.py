@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgrag.types import Mention, Section
+from kgrag.types import Mention, Section, Study
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -42,21 +41,6 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
 );
 """
 _RANK = {"present": 2, "uncertain": 1, "absent": 0}
-
-
-@dataclass(slots=True)
-class StoredStudy:
-    id: str
-    split: str
-    modality: str
-    report: str
-    findings: str | None
-    impression: str | None
-    images: list[str] = field(default_factory=list)
-    labels: dict[str, int] = field(default_factory=dict)
-    questions: list[dict[str, Any]] = field(default_factory=list)
-    content_hash: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class DocStore:
@@ -140,14 +124,15 @@ class DocStore:
         )
 
     # -- reads -------------------------------------------------------------------------
-    def _study(self, row: sqlite3.Row) -> StoredStudy:
+    def _study(self, row: sqlite3.Row) -> Study:
         imgs = [r[0] for r in self.conn.execute(
             "SELECT path FROM images WHERE study_id = ? AND status = 'ok' ORDER BY idx", (row["id"],))]
-        return StoredStudy(row["id"], row["split"], row["modality"], row["report"], row["findings"], row["impression"],
-                           imgs, json.loads(row["labels"] or "{}"), json.loads(row["questions"] or "[]"),
-                           row["content_hash"], json.loads(row["meta"] or "{}"))
+        return Study(id=row["id"], split=row["split"], modality=row["modality"], report=row["report"],
+                     findings=row["findings"], impression=row["impression"], images=imgs,
+                     labels=json.loads(row["labels"] or "{}"), questions=json.loads(row["questions"] or "[]"),
+                     content_hash=row["content_hash"], meta=json.loads(row["meta"] or "{}"))
 
-    def studies(self, split: str | None = None, modality: str | None = None) -> Iterator[StoredStudy]:
+    def studies(self, split: str | None = None, modality: str | None = None) -> Iterator[Study]:
         q, args = "SELECT * FROM studies WHERE 1=1", []
         if split is not None:
             q += " AND split = ?"
@@ -158,7 +143,7 @@ class DocStore:
         for row in self.conn.execute(q + " ORDER BY id", args).fetchall():
             yield self._study(row)
 
-    def get_study(self, study_id: str) -> StoredStudy | None:
+    def get_study(self, study_id: str) -> Study | None:
         row = self.conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
         return self._study(row) if row else None
 

@@ -64,6 +64,10 @@ class Mention:
 
 @dataclass(slots=True)
 class Study:
+    """One study (the manifest contract of DESIGN.md), as ingest validates it and the
+    docstore returns it: ``images`` are absolute paths (from the docstore: those that
+    loaded), ``content_hash`` identifies the validated record."""
+
     id: str
     report: str
     findings: str | None = None
@@ -74,6 +78,7 @@ class Study:
     questions: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
 
 
 @dataclass(slots=True)

@@ -87,3 +87,35 @@ def falkordb_store(falkordb_server):
         store.drop()
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def synth_graph_home(tmp_path_factory):
+    """The shared synth → ingest → graph build fixture.
+
+    ``synth_graph_home(n, seed)`` returns ``(settings, corpus_dir, build_report)``: a phantom corpus
+    of ``n`` studies (``corpus_dir/manifest.jsonl``, ``truth.json``), ingested into a
+    fresh KGRAG_HOME whose causal graph is built (embedded FalkorDB).  Homes are made
+    once per (n, seed) per session; tests that change a home must copy it first.
+    """
+    from kgrag.config import load_settings
+    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
+    from kgrag.ingest.pipeline import ingest
+    from kgrag.kg.build import build_graph
+    from kgrag.synth.generate import generate
+
+    made: dict[tuple[int, int], tuple] = {}
+
+    def make(n: int = 240, seed: int = 2):
+        if (n, seed) not in made:
+            tmp = tmp_path_factory.mktemp(f"synth{n}s{seed}")
+            generate(tmp / "c", n, seed=seed, progress=False)
+            s = load_settings(tmp / "home")
+            ingest(s, tmp / "c" / "manifest.jsonl", progress=False)
+            rep = build_graph(s, progress=False)
+            made[(n, seed)] = (s, tmp / "c", rep)
+        return made[(n, seed)]
+
+    yield make
+    for s, _, _ in made.values():
+        EmbeddedFalkorDB(s.graph_dir).stop()

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from kgrag import __version__
+from kgrag.config import FLAT_INDEX_MAX
 from kgrag.errors import IndexMismatchError, InputError, KgragError
 from kgrag.imaging import IMAGE_SIZE
 from kgrag.model.encoders import fingerprint_of, l2n
@@ -252,7 +253,7 @@ class IndexSet:
     # -- build / load -----------------------------------------------------------------
     @classmethod
     def build(cls, out_dir: str | Path, model: Any, studies: Iterable[Any], *, graph_version: str | None,
-              exclude_splits: tuple[str, ...] = ("test",), flat_max: int = 20_000, progress: bool = True,
+              exclude_splits: tuple[str, ...] = ("test",), flat_max: int = FLAT_INDEX_MAX, progress: bool = True,
               batch: int = 256) -> IndexSet:
         """Encode ``studies`` (objects with id, report, images, split, modality) with
         ``model`` (a RetrievalModel or any Encoder) and write the three spaces."""
@@ -267,7 +268,7 @@ class IndexSet:
     @classmethod
     def from_vectors(cls, out_dir: str | Path, model: Any, data: dict[str, tuple[list[str], np.ndarray]],
                      modalities: dict[str, str], splits: dict[str, str], graph_version: str | None = None,
-                     flat_max: int = 20_000) -> IndexSet:
+                     flat_max: int = FLAT_INDEX_MAX) -> IndexSet:
         """Write an index set from precomputed (ids, vectors) per space (vectors are
         re-normalized); used by :meth:`build` and by benchmarks on synthetic vectors."""
         leaked = sorted(i for i, sp in splits.items() if sp == "test")
@@ -376,7 +377,7 @@ class IndexSet:
         if not new:
             return 0
         data = self._encode(model, new, batch, progress)
-        flat_max = int(self.meta.get("flat_max", 20_000))
+        flat_max = int(self.meta.get("flat_max", FLAT_INDEX_MAX))
         for sp in SPACES:
             ids, vec = data[sp]
             space = self.spaces[sp]

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from kgrag.errors import KgragError
+from kgrag.errors import FetchError
 from kgrag.ingest.splits import split_for
 
 WHEEL_SPEC = "torchxrayvision==1.5.7"
@@ -37,7 +37,7 @@ def download_wheel(cache: Path) -> Path:
     r = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(cache.glob("torchxrayvision-1.5.7-*.whl"))
     if r.returncode != 0 or not found:
-        raise KgragError(f"could not download {WHEEL_SPEC}: {(r.stderr or r.stdout).strip()[-400:]}",
+        raise FetchError(f"could not download {WHEEL_SPEC}: {(r.stderr or r.stdout).strip()[-400:]}",
                          fix="check access to PyPI, or place the wheel in the cache directory by hand")
     return found[0]
 
@@ -56,7 +56,7 @@ def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: i
             try:
                 data = zf.read(ARCHIVE)
             except KeyError as e:
-                raise KgragError(f"{wheel.name} has no {ARCHIVE}", fix=f"use {WHEEL_SPEC}") from e
+                raise FetchError(f"{wheel.name} has no {ARCHIVE}", fix=f"use {WHEEL_SPEC}") from e
         tmp = tgz.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(tgz)

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kgrag.errors import KgragError
+from kgrag.errors import ConfigError, ServiceError
 from kgrag.ontology import concepts
 from kgrag.types import Mention
 
@@ -51,7 +51,7 @@ class LLMExtractor:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout_s: float = 30.0, retries: int = 2,
                  cache_dir: str | Path | None = None) -> None:
         if not base_url or not model:
-            raise KgragError("the LLM extractor needs a base URL and a model",
+            raise ConfigError("the LLM extractor needs a base URL and a model",
                              fix="set KGRAG_EXTRACTOR__BASE_URL and KGRAG_EXTRACTOR__MODEL")
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -98,7 +98,7 @@ class LLMExtractor:
             except (urllib.error.URLError, TimeoutError, json.JSONDecodeError, KeyError, IndexError) as e:
                 last = e
             time.sleep(min(2.0, 0.2 * 2**attempt))
-        raise KgragError(f"LLM extractor at {self.base_url} failed: {type(last).__name__}: {last}",
+        raise ServiceError(f"LLM extractor at {self.base_url} failed: {type(last).__name__}: {last}",
                          fix="check the server, KGRAG_EXTRACTOR__MODEL and the API key, or use the rules extractor")
 
     def propose(self, text: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgrag.errors import InputError
+from kgrag.errors import InputError, RecordError
 from kgrag.graph.store import GraphStore
 from kgrag.ingest.readers import RawRecord, read
 from kgrag.ingest.sections import compose, split_sections
@@ -52,12 +52,6 @@ class IngestReport:
         d["errors"] = d["errors"][:20]
         d["reports_per_s"] = round(self.reports_per_s, 1)
         return d
-
-
-class RecordError(Exception):
-    def __init__(self, message: str, fix: str):
-        super().__init__(message)
-        self.fix = fix
 
 
 def _file_digest(p: Path) -> str:
@@ -261,7 +255,7 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
             try:
                 st = validate(rec, settings.ingest.max_report_chars)
             except RecordError as e:
-                fail(rec.ref, (rec.data or {}).get("id"), str(e), e.fix)
+                fail(rec.ref, (rec.data or {}).get("id"), e.message, e.fix)
                 continue
             if st["id"] in seen:
                 fail(rec.ref, st["id"], f"duplicate id {st['id']!r} (first occurrence kept)", "make ids unique")

@@ -72,7 +72,7 @@ def audit_graph(edges: list[dict[str, Any]], concepts: list[dict[str, Any]], spl
     return out
 
 
-def run_audit(settings: Any, html_path: str | None = None, *, store: GraphStore | None = None, docstore: GraphStore | None = None) -> dict[str, Any]:
+def run_audit(settings: Any, html_path: str | None = None, *, store: GraphStore | None = None, docstore: Any = None) -> dict[str, Any]:
     from kgrag.docstore import DocStore
     from kgrag.kg.build import latest_build_reports
 

@@ -143,7 +143,7 @@ def provenance_index(mentions: Iterable[Any]) -> dict[tuple[str, str], list[str]
     return idx
 
 
-def build_graph(settings: Any, *, docstore: GraphStore | None = None, store: GraphStore | None = None, progress: bool = True) -> BuildReport:
+def build_graph(settings: Any, *, docstore: Any = None, store: GraphStore | None = None, progress: bool = True) -> BuildReport:
     from kgrag.docstore import DocStore
     from kgrag.kg import refine
 

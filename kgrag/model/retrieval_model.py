@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from kgrag import __version__
-from kgrag.errors import IndexMismatchError, ModelNotFoundError
+from kgrag.errors import ModelMismatchError, ModelNotFoundError
 from kgrag.imaging import IMAGE_SIZE
 from kgrag.model.fusion import FusionWeights
 
@@ -166,11 +166,11 @@ class RetrievalModel:
             raise ModelNotFoundError(f"no trained retrieval model in {p}", fix="run 'kgrag train' first")
         m = json.loads((p / MANIFEST).read_text())
         if m.get("format") != FORMAT:
-            raise IndexMismatchError(f"{p} holds model format {m.get('format')!r}, this kgrag reads {FORMAT}",
+            raise ModelMismatchError(f"{p} holds model format {m.get('format')!r}, this kgrag reads {FORMAT}",
                                      fix="retrain with 'kgrag train'")
         digest = hashlib.sha256((p / WEIGHTS).read_bytes()).hexdigest()[:16]
         if digest != m.get("fingerprint"):
-            raise IndexMismatchError(f"{p / WEIGHTS} has fingerprint {digest}, its manifest says {m.get('fingerprint')}",
+            raise ModelMismatchError(f"{p / WEIGHTS} has fingerprint {digest}, its manifest says {m.get('fingerprint')}",
                                      fix="the model directory was modified; retrain with 'kgrag train'")
         try:
             state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
@@ -183,7 +183,7 @@ class RetrievalModel:
                 rew = RewardModel(m["embed_dim"], m.get("reward_hidden") or 128)
                 rew.load_state_dict(state["reward"])
         except (KeyError, RuntimeError) as e:
-            raise IndexMismatchError(f"weights in {p} do not match its manifest: {e}",
+            raise ModelMismatchError(f"weights in {p} do not match its manifest: {e}",
                                      fix="retrain with 'kgrag train'") from e
         enc = text_encoder if text_encoder is not None else SentenceTextEncoder(m["text_encoder"], device=device)
         return cls(img.to(device).eval(), txt.to(device).eval(), enc, list(m["findings"]), FusionWeights(**m["fusion"]),

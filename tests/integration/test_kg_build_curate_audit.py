@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from kgrag.config import load_settings
 from kgrag.errors import InputError
 from kgrag.graph.factory import open_store
 from kgrag.kg.audit import audit_graph, run_audit
@@ -14,19 +13,9 @@ from kgrag.kg.curate import export_csv, import_csv
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    from kgrag.ingest.pipeline import ingest
-    from kgrag.synth.generate import generate
-
-    tmp = tmp_path_factory.mktemp("kg")
-    generate(tmp / "c", 1200, seed=3, progress=False)
-    s = load_settings(tmp / "home")
-    ingest(s, tmp / "c" / "manifest.jsonl", progress=False)
-    rep = build_graph(s)
-    yield s, rep, tmp
-    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
-
-    EmbeddedFalkorDB(s.graph_dir).stop()
+def built(synth_graph_home):
+    s, corpus, rep = synth_graph_home(1200, 3)
+    return s, rep, corpus.parent
 
 
 def test_build_recovers_true_edges(built):

@@ -7,29 +7,17 @@ import sys
 
 import pytest
 
-from kgrag.config import load_settings
-
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(synth_graph_home):
     from kgrag.index.indexset import build_from_settings
-    from kgrag.ingest.pipeline import ingest
-    from kgrag.kg.build import build_graph
     from kgrag.model.train import train
-    from kgrag.synth.generate import generate
 
-    tmp = tmp_path_factory.mktemp("q")
-    generate(tmp / "c", 240, seed=2, progress=False)
-    s = load_settings(tmp / "home")
-    ingest(s, tmp / "c" / "manifest.jsonl", progress=False)
-    build_graph(s)
+    s, corpus, _ = synth_graph_home(240, 2)
     rep = train(s, epochs=1, batch_size=32, progress=False)
     assert rep.n_train > 100 and set(rep.fusion) == {"alpha", "beta", "gamma"}
     build_from_settings(s)
-    yield s, tmp
-    from kgrag.graph.falkordb_server import EmbeddedFalkorDB
-
-    EmbeddedFalkorDB(s.graph_dir).stop()
+    return s, corpus.parent
 
 
 def _test_image(tmp):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from kgrag.errors import IndexMismatchError, InputError, ModelNotFoundError
+from kgrag.errors import InputError, ModelMismatchError, ModelNotFoundError
 from kgrag.model.encoders import HashEncoder
 from kgrag.ontology import ids_with_role
 
@@ -142,7 +142,7 @@ def test_model_load_errors(trained, tmp_path):
     shutil.copytree(rep.path, copy)
     with open(copy / "weights.pt", "ab") as f:
         f.write(b"x")
-    with pytest.raises(IndexMismatchError, match="fingerprint"):
+    with pytest.raises(ModelMismatchError, match="fingerprint"):
         RetrievalModel.load(copy)
 
 
