@@ -38,20 +38,3 @@ def similarity_graph(vectors: np.ndarray) -> np.ndarray:
     W = np.clip(v @ v.T, 0, None)
     np.fill_diagonal(W, 0.0)
     return W
-
-
-def causal_graph_pagerank(edges: list[dict], observed: dict[str, float], damping: float = 0.85) -> dict[str, float]:
-    """PageRank over the accepted causal graph (weights = p), seeded by the observed findings."""
-    nodes = sorted({e["src"] for e in edges} | {e["dst"] for e in edges} | set(observed))
-    if not nodes:
-        return {}
-    ix = {n: i for i, n in enumerate(nodes)}
-    W = np.zeros((len(nodes), len(nodes)))
-    for e in edges:
-        if e.get("status") == "accepted":
-            W[ix[e["src"]], ix[e["dst"]]] = float(e["p"])
-    pers = np.array([observed.get(n, 0.0) for n in nodes])
-    if pers.sum() == 0:
-        pers = np.ones(len(nodes))
-    r = personalized_pagerank(W, pers, damping)
-    return {n: float(r[ix[n]]) for n in nodes}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from kgrag.query import rerank
-from kgrag.query.pagerank import causal_graph_pagerank, personalized_pagerank, similarity_graph
+from kgrag.query.pagerank import personalized_pagerank, similarity_graph
 from kgrag.query.router import PrototypeRouter
 
 
@@ -44,12 +44,6 @@ def test_pagerank_equals_networkx():
     p = {i: pers[i] for i in range(12)}
     ref = nx.pagerank(g, alpha=0.85, personalization=p, dangling=p, weight="weight", tol=1e-14, max_iter=10000)
     assert np.allclose(ours, [ref[i] for i in range(12)], atol=1e-8)
-
-
-def test_causal_graph_pagerank_seeded_by_observations():
-    edges = [{"src": "a", "dst": "b", "p": 0.9, "status": "accepted"}, {"src": "c", "dst": "d", "p": 0.9, "status": "accepted"}]
-    r = causal_graph_pagerank(edges, {"a": 1.0})
-    assert r["b"] > r["d"] and abs(sum(r.values()) - 1) < 1e-9
 
 
 def test_router_on_synthetic_modalities():
