@@ -81,9 +81,10 @@ SITE_B_DEVICE_BOOST = 0.25
 def topo_order() -> list[str]:
     import graphlib
 
+    # insertion order fixes the order graphlib returns, and with it which random draw each
+    # node gets: iterating a set here made the corpus depend on PYTHONHASHSEED
     ts = graphlib.TopologicalSorter()
-    nodes = set(PRIORS) | set(LEAKS)
-    for n in nodes:
+    for n in sorted(set(PRIORS) | set(LEAKS)):
         ts.add(n)
     for p, c, _ in EDGES:
         ts.add(c, p)
