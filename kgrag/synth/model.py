@@ -73,9 +73,20 @@ LEAKS: dict[str, float] = {
     "support_devices": 0.10,
 }
 
-#: the confounder: acquisition site B (portable/ICU) goes with heart failure in train
+#: root priors of the out-of-distribution test split (``kgrag synth --shift``):
+#: more acute disease (pneumonia, heart failure), less chronic disease (COPD, granuloma)
+SHIFTED_PRIORS: dict[str, float] = {**PRIORS, "pneumonia": 0.30, "heart_failure": 0.25, "copd": 0.05, "granuloma": 0.05}
+
+#: the confounder: acquisition site B (portable/ICU) goes with heart failure in train;
+#: ``shifted`` (the test split under ``--shift``) reverses it
 SITE_B_GIVEN = {"train": (0.80, 0.20), "shifted": (0.20, 0.80)}  # (P(B | hf), P(B | no hf))
 SITE_B_DEVICE_BOOST = 0.25
+
+
+def regime_of(split: str, shift: bool) -> str:
+    """``shifted`` for the test split of a ``--shift`` corpus, else ``train`` (train and val
+    always share one distribution, so val keeps calibrating and early-stopping in distribution)."""
+    return "shifted" if (shift and split == "test") else "train"
 
 
 def topo_order() -> list[str]:
@@ -99,13 +110,15 @@ class Sample:
 
 def sample_study(rng: np.random.Generator, split: str, shift: bool) -> Sample:
     """Draw one study's true concept states and its acquisition site."""
+    regime = regime_of(split, shift)
+    priors = SHIFTED_PRIORS if regime == "shifted" else PRIORS
     parents: dict[str, list[tuple[str, float]]] = {}
     for p, c, s in EDGES:
         parents.setdefault(c, []).append((p, s))
     state: dict[str, int] = {}
     for node in topo_order():
-        if node in PRIORS:
-            prob = PRIORS[node]
+        if node in priors:
+            prob = priors[node]
         else:
             q = 1.0 - LEAKS.get(node, 0.0)
             for p, s in parents.get(node, []):
@@ -113,7 +126,6 @@ def sample_study(rng: np.random.Generator, split: str, shift: bool) -> Sample:
                     q *= 1.0 - s
             prob = 1.0 - q
         state[node] = int(rng.random() < prob)
-    regime = "shifted" if (shift and split != "train") else "train"
     p_hf, p_nohf = SITE_B_GIVEN[regime]
     site = "B" if rng.random() < (p_hf if state["heart_failure"] else p_nohf) else "A"
     if site == "B" and not state["support_devices"] and rng.random() < SITE_B_DEVICE_BOOST:
@@ -145,5 +157,10 @@ def truth() -> dict:
             "visual_marker": "bright square in the top-left corner",
             "report_boilerplate": "PORTABLE AP VIEW.",
             "device_boost": SITE_B_DEVICE_BOOST,
+        },
+        "shift": {
+            "applies_to": "the test split of a --shift corpus; train and val are never shifted",
+            "priors_train": dict(sorted(PRIORS.items())),
+            "priors_shifted": dict(sorted(SHIFTED_PRIORS.items())),
         },
     }

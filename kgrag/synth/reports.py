@@ -1,4 +1,5 @@
-"""Report text in varied ordinary radiology phrasing, with negations and hedges."""
+"""Style a report text: varied ordinary radiology phrasing, with negations and hedges,
+one findings paragraph and a short impression."""
 
 from __future__ import annotations
 
@@ -69,9 +70,24 @@ def _fill(t: str, rng: np.random.Generator, zone: str) -> str:
     return t.format(zone=zone, Zone=zone.capitalize(), side=side, size=size)
 
 
+def _state(stated: dict[str, str], concept: str, assertion: str) -> None:
+    rank = {"present": 2, "uncertain": 1, "absent": 0}
+    if concept not in stated or rank[assertion] > rank[stated[concept]]:
+        stated[concept] = assertion
+
+
 def write_report(state: dict[str, int], site: str, zone: str, rng: np.random.Generator,
                  *, p_omit: float = 0.08, p_hedge: float = 0.08) -> tuple[str, str]:
     """(findings, impression) for one study."""
+    findings, impression, _ = write_report_stated(state, site, zone, rng, p_omit=p_omit, p_hedge=p_hedge)
+    return findings, impression
+
+
+def write_report_stated(state: dict[str, int], site: str, zone: str, rng: np.random.Generator,
+                        *, p_omit: float = 0.08, p_hedge: float = 0.08) -> tuple[str, str, dict[str, str]]:
+    """(findings, impression, stated): ``stated`` maps each concept the text states to the
+    assertion it was written with (present / absent / uncertain), for scoring an extractor."""
+    stated: dict[str, str] = {}
     sentences: list[str] = []
     if site == "B":
         sentences.append("PORTABLE AP VIEW.")
@@ -81,8 +97,10 @@ def write_report(state: dict[str, int], site: str, zone: str, rng: np.random.Gen
             continue  # report noise: a true finding goes unmentioned
         if c in HEDGES and rng.random() < p_hedge:
             sentences.append(str(rng.choice(HEDGES[c])))
+            _state(stated, c, "uncertain")
         else:
             sentences.append(_fill(str(rng.choice(PHRASES[c][0])), rng, zone))
+            _state(stated, c, "present")
     absent = [c for c, v in state.items() if not v and c in PHRASES and PHRASES[c][1]]
     rng.shuffle(absent)
     k = int(rng.integers(2, 5))
@@ -91,8 +109,11 @@ def write_report(state: dict[str, int], site: str, zone: str, rng: np.random.Gen
     if "pneumothorax" in neg and "pleural_effusion" in neg and rng.random() < 0.5:
         neg = [c for c in neg if c not in ("pneumothorax", "pleural_effusion")]
         sentences.append("No pleural effusion or pneumothorax.")
+        _state(stated, "pleural_effusion", "absent")
+        _state(stated, "pneumothorax", "absent")
     for c in neg:
         sentences.append(str(rng.choice(PHRASES[c][1])))
+        _state(stated, c, "absent")
     body = sentences[1:] if site == "B" else sentences
     rng.shuffle(body)
     findings = " ".join(([sentences[0]] if site == "B" else []) + body)
@@ -101,8 +122,17 @@ def write_report(state: dict[str, int], site: str, zone: str, rng: np.random.Gen
         if state.get(d):
             if d in HEDGES and rng.random() < p_hedge:
                 imp.append(str(rng.choice(HEDGES[d])))
+                _state(stated, d, "uncertain")
             else:
                 imp.append(_fill(str(rng.choice(IMPRESSION[d])), rng, zone))
+                _state(stated, d, "present")
     if not imp:
         imp.append(str(rng.choice(NORMAL_IMPRESSION)) if not present or rng.random() < 0.5 else "No acute process.")
-    return findings, " ".join(imp)
+    return findings, " ".join(imp), stated
+
+
+def template_sentences() -> list[str]:
+    """Every style a sentence template (for vocabulary comparisons with style b)."""
+    out = [t for pos, neg in PHRASES.values() for t in pos + neg] + [t for ts in HEDGES.values() for t in ts]
+    out += [t for ts in IMPRESSION.values() for t in ts] + NORMAL_IMPRESSION
+    return out + ["PORTABLE AP VIEW.", "No pleural effusion or pneumothorax.", "No acute process."]
