@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 SIZE = 128
+#: the image findings this renderer draws
+DRAWN = ("lung_opacity", "enlarged_cardiomediastinum", "costophrenic_blunting", "pleural_line", "interstitial_markings",
+         "hyperinflation", "nodule", "mass", "support_devices")
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 
 # lung zones (centre y, centre x offset from midline as a fraction of the lung width)

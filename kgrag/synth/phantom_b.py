@@ -16,14 +16,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from kgrag.synth.reports_b import LOCATIONS, StudyLayout
+from kgrag.synth import phantom
+from kgrag.synth.reports_b import LOCATIONS, StudyLayout, bilateral
 
 SIZE = 128
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 
-#: the image findings this renderer draws (the same set as style a)
-DRAWN = ("lung_opacity", "enlarged_cardiomediastinum", "costophrenic_blunting", "pleural_line", "interstitial_markings",
-         "hyperinflation", "nodule", "mass", "support_devices")
+#: the image findings this renderer draws: the same set as style a
+DRAWN = phantom.DRAWN
 
 
 @lru_cache(maxsize=8)
@@ -73,10 +73,15 @@ class _Lung:
 
 
 def draw(state: dict[str, int], site: str, lay: StudyLayout, rng: np.random.Generator) -> np.ndarray:
-    """Render one style b phantom; returns float32 (128, 128) in [0, 1]."""
+    """Render one style b phantom; returns float32 (128, 128) in [0, 1].
+
+    Geometry, each finding and the acquisition draw from their own child generators
+    (common random numbers): the same ``rng`` seed with one more finding gives the same
+    film plus that finding, so the difference of two films is the finding's sign."""
     s = SIZE
-    scale = 1.0 + rng.uniform(-0.08, 0.08)
-    dy, dx = rng.uniform(-5, 5, size=2)
+    r = dict(zip(("geometry", "acquisition", *DRAWN), rng.spawn(len(DRAWN) + 2), strict=True))
+    scale = 1.0 + r["geometry"].uniform(-0.08, 0.08)
+    dy, dx = r["geometry"].uniform(-5, 5, size=2)
     cx = s / 2 + dx
     img = np.full((s, s), 0.02, np.float32)
     # body: a rounded rectangle (superellipse) of soft tissue
@@ -110,15 +115,15 @@ def draw(state: dict[str, int], site: str, lay: StudyLayout, rng: np.random.Gene
         & (_YY > top - s * 0.06) & (_YY < hcy)
     img[med] = np.maximum(img[med], 0.74)
     side_of = {"right": 0, "left": 1}
+    fy, sd, fx, _, _ = LOCATIONS[lay.location]  # where the report places focal findings
+    focal = lungs[0 if sd < 0 else 1]
     if state.get("lung_opacity"):
-        fy, sd, fx, _, _ = LOCATIONS[lay.location]
-        lg = lungs[0 if sd < 0 else 1]
-        oy, ox = lg.point(fy, fx)
+        oy, ox = focal.point(fy, fx)
         patch = np.exp(-(((_YY - oy) / (s * 0.085)) ** 2 + ((_XX - ox) / (s * 0.065)) ** 2))
-        patch *= np.clip(0.75 + 0.30 * _field(rng, 3.0), 0.35, 1.3)  # mottled, never missing
+        patch *= np.clip(0.75 + 0.30 * _field(r["lung_opacity"], 3.0), 0.35, 1.3)  # mottled, never missing
         img += (0.46 * patch * lung).astype(np.float32)
     if state.get("costophrenic_blunting"):
-        for lg in (lungs if lay.bilateral_effusion else [lungs[side_of[lay.side]]]):
+        for lg in (lungs if bilateral(state, lay) else [lungs[side_of[lay.side]]]):
             # a meniscus: the fluid surface climbs towards the lateral chest wall
             t = np.clip(lg.side * (_XX - lg.lx) / lg.half_w, 0.0, 1.0)
             surface = lg.top + lg.height * 0.80 - lg.height * 0.14 * t * t
@@ -132,23 +137,23 @@ def draw(state: dict[str, int], site: str, lay: StudyLayout, rng: np.random.Gene
         img[apex & (lg.side * (_XX - edge) > 0)] = 0.08  # collapsed lung edge, no markings beyond it
         img[apex & (np.abs(_XX - edge) < 0.9)] = 0.68
     if state.get("interstitial_markings"):
-        f = _field(rng, 1.8)
+        f = _field(r["interstitial_markings"], 1.8)
         net = np.abs(f) < 0.30  # the zero set of a smooth field: a reticular net
         weight = np.clip((_YY - top) / height, 0.35, 1.0)  # basal predominance
         img += np.where(lung & ~heart & net, 0.26 * weight, 0).astype(np.float32)
     if state.get("nodule"):
-        lg = lungs[int(rng.integers(2))]
-        ny, nx = lg.point(float(rng.uniform(0.2, 0.7)), float(rng.uniform(0.2, 0.8)))
-        img[_disk(ny, nx, rng.uniform(2.2, 3.2)) & lung] += 0.40
+        g = r["nodule"]
+        ny, nx = focal.point(float(np.clip(fy + g.uniform(-0.08, 0.08), 0.1, 0.9)), float(np.clip(fx + g.uniform(-0.2, 0.2), 0.1, 0.9)))
+        img[_disk(ny, nx, g.uniform(2.2, 3.2)) & lung] += 0.40
     if state.get("mass"):
-        lg = lungs[int(rng.integers(2))]
-        my, mx = lg.point(float(rng.uniform(0.25, 0.55)), float(rng.uniform(0.3, 0.7)))
+        g = r["mass"]
+        my, mx = focal.point(float(np.clip(fy + g.uniform(-0.08, 0.08), 0.15, 0.8)), float(np.clip(fx, 0.25, 0.75)))
         m = np.zeros((s, s), bool)
         for _ in range(3):
-            m |= _disk(my + rng.uniform(-3, 3), mx + rng.uniform(-3, 3), rng.uniform(4.0, 6.5))
+            m |= _disk(my + g.uniform(-3, 3), mx + g.uniform(-3, 3), g.uniform(4.0, 6.5))
         img[m & body] = np.maximum(img[m & body], 0.70)
     if state.get("support_devices"):
-        kind = int(rng.integers(3))
+        kind = int(r["support_devices"].integers(3))
         if kind == 0:  # endotracheal tube: a double line in the trachea
             for off in (-1.2, 1.2):
                 img[(np.abs(_XX - cx - off) < 0.6) & (_YY > 2) & (_YY < top + s * 0.10)] = 0.97
@@ -162,13 +167,14 @@ def draw(state: dict[str, int], site: str, lay: StudyLayout, rng: np.random.Gene
             for yy, xx in zip(yl, xl, strict=True):
                 img[int(np.clip(yy, 0, s - 1)), int(np.clip(xx, 0, s - 1))] = 0.97
     # acquisition: gamma, blur, heel effect, mottle, signal-dependent noise
-    img = np.clip(img, 0.0, 1.0) ** rng.uniform(0.75, 0.95)
-    img = blur(img, rng.uniform(0.9, 1.5))
-    img = img * (1.0 + 0.12 * (_YY / s - 0.5)) * rng.uniform(0.9, 1.1)
-    img = img + 0.025 * _field(rng, 8.0)
-    img = img + rng.normal(size=img.shape).astype(np.float32) * (0.012 + 0.03 * np.sqrt(np.clip(img, 0, 1)))
+    acq = r["acquisition"]
+    img = np.clip(img, 0.0, 1.0) ** acq.uniform(0.75, 0.95)
+    img = blur(img, acq.uniform(0.9, 1.5))
+    img = img * (1.0 + 0.12 * (_YY / s - 0.5)) * acq.uniform(0.9, 1.1)
+    img = img + 0.025 * _field(acq, 8.0)
+    img = img + acq.normal(size=img.shape).astype(np.float32) * (0.012 + 0.03 * np.sqrt(np.clip(img, 0, 1)))
     # burned-in markers, after blur: sharp as on a real film
-    mx0 = int(s - 14 + rng.integers(-2, 2))  # laterality "L" on every film, top right
+    mx0 = int(s - 14 + acq.integers(-2, 2))  # laterality "L" on every film, top right
     img[6:14, mx0:mx0 + 2] = 1.0
     img[12:14, mx0:mx0 + 6] = 1.0
     if site == "B":  # the site's label box, bottom left

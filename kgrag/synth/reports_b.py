@@ -183,6 +183,11 @@ class ReportB:
     stated: dict[str, str] = field(default_factory=dict)
 
 
+def bilateral(state: dict[str, int], lay: StudyLayout) -> bool:
+    """Whether pleural fluid is on both sides (text and image agree on it)."""
+    return bool(lay.bilateral_effusion and state.get("pleural_effusion"))
+
+
 def layout(rng: np.random.Generator) -> StudyLayout:
     return StudyLayout(str(rng.choice(list(LOCATIONS))), str(rng.choice(["right", "left"])), bool(rng.random() < 0.3))
 
@@ -220,9 +225,11 @@ def write_report(state: dict[str, int], site: str, lay: StudyLayout, rng: np.ran
                 said.append(_fill(str(rng.choice(HEDGED[c])), rng, lay))
                 _state(stated, c, "uncertain")
                 continue
-            if c == "pleural_effusion" and lay.bilateral_effusion:
+            if c == "pleural_effusion" and bilateral(state, lay):
                 text = str(rng.choice(["Bilateral pleural effusions, right greater than left.",
                                        "Small bilateral pleural effusions."]))
+            elif c == "costophrenic_blunting" and bilateral(state, lay):
+                text = "Blunting of both costophrenic angles."
             else:
                 text = _fill(str(rng.choice(PRESENT[c])), rng, lay)
             said.append(text)
