@@ -26,6 +26,8 @@ def synth(outdir: str, n: int, seed: int, style: str, shift: bool, as_json: bool
     if as_json:
         emit_json(s.to_dict())
     else:
-        styles = "; ".join(f"{sp} " + "/".join(f"{k}: {v}" for k, v in st.items()) for sp, st in s.styles.items())
-        click.echo(f"wrote {s.n} studies to {s.outdir} (style {styles}{', test shifted' if s.shift else ''})")
+        order = [sp for sp in ("train", "val", "test") if sp in s.styles]
+        parts = [f"{sp}: " + ", ".join(f"{v} style {k}" for k, v in s.styles[sp].items())
+                 + (" (shifted)" if s.shift and sp == "test" else "") for sp in order]
+        click.echo(f"wrote {s.n} studies to {s.outdir} ({'; '.join(parts)})")
         click.echo(f"manifest: {s.outdir}/manifest.jsonl  truth: {s.outdir}/truth.json  info: {s.outdir}/manifest.info.json")
