@@ -137,6 +137,8 @@ def paths(
     tset = set(targets)
     found: dict[str, list[CausalPath]] = {t: [] for t in targets}
     for o, q in observed.items():
+        if q <= 0.0:  # a concept the query says is absent starts no explanation
+            continue
         for nodes, prod in enumerate_paths(adj, o, max_len):
             if nodes[-1] in tset:
                 found[nodes[-1]].append(CausalPath(nodes, q * prod))

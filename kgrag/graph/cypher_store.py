@@ -16,7 +16,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from kgrag import cypher
-from kgrag.causal import scoring
+from kgrag.causal import inference, likelihood
+from kgrag.causal.network import CausalGraph
 from kgrag.errors import GraphStoreError, InputError
 from kgrag.graph.graph_pipeline import GraphPipeline, _Plan
 from kgrag.graph.rows import EDGE_FIELDS, as_dict, check_id, chunks, dedupe, edge_row
@@ -311,15 +312,96 @@ class CypherGraphStore:
         return self._call(self._counterfactuals_plan(observed, targets, removals, max_len=max_len,
                                                      default_leak=default_leak))
 
-    def causal_scores(self, candidates: Sequence[ReportCandidate], observed: Mapping[str, float], *, max_len: int = 3,
-                      default_leak: float | None = None) -> list[CandidateScore]:
-        targets = scoring.candidate_targets(candidates)
-        probs = self.concept_probabilities(observed, targets, max_len=max_len, default_leak=default_leak)
-        return scoring.score_candidates(probs, candidates)
-
     def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
               limit: int = 5) -> dict[str, list[CausalPath]]:
         return self._call(self._paths_plan(observed, targets, max_len=max_len, limit=limit))
+
+    # -- the causal model: subgraph, exact inference, interventions, pG -------------------
+    def _graph_from_rows(self, rows: list[dict[str, Any]]) -> CausalGraph:
+        return CausalGraph.from_rows(rows, default_leak=self.default_leak)
+
+    def _graph_plan(self) -> _Plan:
+        """get_causal_graph.cypher: the accepted edges and every leak, as a CausalGraph."""
+        return _Plan("get_causal_graph", {}, self._graph_from_rows)
+
+    def _posteriors_plan(self, observed: Mapping[str, float], targets: Sequence[str] | None = None) -> _Plan:
+        """The same call as :meth:`_graph_plan`; exact inference runs on the answer."""
+        observed = likelihood.check_observed(observed)
+        targets = None if targets is None else list(dict.fromkeys(targets))
+        return _Plan("get_causal_graph", {},
+                     lambda rows: inference.posteriors(self._graph_from_rows(rows), observed, targets))
+
+    def _interventions_plan(self, observed: Mapping[str, float], do: Sequence[Mapping[str, int]],
+                            targets: Sequence[str] | None = None) -> _Plan:
+        observed = likelihood.check_observed(observed)
+        do = [_do_set(d) for d in do]
+        targets = None if targets is None else list(dict.fromkeys(targets))
+        if not do:
+            return _Plan(None, value=[])
+        return _Plan("get_causal_graph", {},
+                     lambda rows: inference.interventions(self._graph_from_rows(rows), observed, do, targets))
+
+    def _check_map_keys(self, keys: Iterable[str]) -> None:
+        """Concept ids sent as map keys ($observed, $priors); backends with limits override."""
+
+    def _scores_plan(self, candidates: Sequence[ReportCandidate], observed: Mapping[str, float], *,
+                     graph: CausalGraph | None = None, normalize: str = "mean") -> _Plan:
+        """score_reports.cypher for every candidate with a claim; the others score None.  The
+        prior marginals come from ``graph`` (fetched now when None)."""
+        normalize = likelihood.check_normalize(normalize)
+        observed = likelihood.check_observed(observed)
+        cands = list(candidates)
+        claims = [likelihood.claims(c) for c in cands]
+        scored = [i for i, cl in enumerate(claims) if cl]
+        if not scored:
+            return _Plan(None, value=[CandidateScore(c.id, None, 0, []) for c in cands])
+        if graph is None:
+            graph = self.causal_graph()
+        concepts = sorted({c for i in scored for c, _ in claims[i]})
+        kof = {c: k for k, c in enumerate(concepts)}
+        by_concept: list[list[list[Any]]] = [[] for _ in concepts]
+        for j, i in enumerate(scored):
+            for c, present in claims[i]:
+                by_concept[kof[c]].append([j, present])
+        prior_all = inference.prior_marginals(graph)
+        parents = {u for c in concepts for u, _ in graph.parents_of(c)}
+        priors = {u: prior_all[u] for u in sorted(parents) if u in prior_all}
+        self._check_map_keys([*observed, *priors])
+        params = {"concepts": concepts, "claims": by_concept,
+                  "present": [[c for c, pr in claims[i] if pr] for i in scored],
+                  "absent": [[c for c, pr in claims[i] if not pr] for i in scored],
+                  "observed": observed, "priors": priors, "default_leak": float(self.default_leak),
+                  "log_eps": likelihood.LOG_EPS, "normalize": normalize}
+
+        def fold(rows: list[dict[str, Any]]) -> list[CandidateScore]:
+            got = {int(r["candidate"]): r for r in rows}
+            if set(got) != set(range(len(scored))):
+                raise GraphStoreError(f"score_reports returned {len(got)} rows for {len(scored)} candidates",
+                                      fix="check the graph engine's log; this is a kgrag bug if it repeats")
+            out = [CandidateScore(c.id, None, 0, []) for c in cands]
+            for j, i in enumerate(scored):
+                r = got[j]
+                prob = {concepts[int(k)]: float(p) for k, p in zip(r["concepts"], r["probabilities"], strict=True)}
+                per = [{"concept": c, "assertion": "present" if pr else "absent", "probability": prob[c],
+                        "term": "image" if c in observed else "cpd"} for c, pr in claims[i]]
+                out[i] = CandidateScore(cands[i].id, float(r["loglik"]), int(r["n"]), per)
+            return out
+
+        return _Plan("score_reports", params, fold)
+
+    def causal_graph(self) -> CausalGraph:
+        return self._call(self._graph_plan())
+
+    def posteriors(self, observed: Mapping[str, float], targets: Sequence[str] | None = None) -> dict[str, float]:
+        return self._call(self._posteriors_plan(observed, targets))
+
+    def interventions(self, observed: Mapping[str, float], do: Sequence[Mapping[str, int]],
+                      targets: Sequence[str] | None = None) -> list[dict[str, float]]:
+        return self._call(self._interventions_plan(observed, do, targets))
+
+    def causal_scores(self, candidates: Sequence[ReportCandidate], observed: Mapping[str, float], *,
+                      graph: CausalGraph | None = None, normalize: str = "mean") -> list[CandidateScore]:
+        return self._call(self._scores_plan(candidates, observed, graph=graph, normalize=normalize))
 
     # -- whole graph ---------------------------------------------------------------------
     def export(self) -> dict[str, Any]:
@@ -347,3 +429,16 @@ class CypherGraphStore:
         accepted = sorted((e["src"], e["dst"], round(float(e["p"] or 0.0), 6)) for e in self.edges("accepted"))
         blob = json.dumps({"edges": accepted, "params": dict(params or {})}, sort_keys=True, default=str)
         return "g-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _do_set(d: Mapping[str, Any]) -> dict[str, float]:
+    """A do() assignment: concept -> 0 (absent) or 1 (present)."""
+    if not d:
+        raise InputError("an intervention needs at least one concept", fix="pass e.g. {'lung_opacity': 0}")
+    out = {}
+    for k, v in d.items():
+        if v not in (0, 1) or isinstance(v, float) and v not in (0.0, 1.0):
+            raise InputError(f"do({k} = {v!r}): an intervention sets a concept to 0 (absent) or 1 (present)",
+                             fix="use 0 or 1")
+        out[check_id("concept", k)] = float(v)
+    return out

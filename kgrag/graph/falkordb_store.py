@@ -101,6 +101,14 @@ class FalkorDBStore(CypherGraphStore):
             log.debug("pipelined send failed (%s: %s); running the statements one by one", type(e).__name__, e)
             return super()._send(calls, None)
 
+    def _check_map_keys(self, keys) -> None:
+        bad = sorted(k for k in keys if "`" in k)
+        if bad:
+            from kgrag.errors import InputError
+
+            raise InputError(f"concept ids {bad[:5]} contain a backtick, which FalkorDB cannot take as a map key",
+                             fix="rename the concepts (ids are snake_case), or use the Neo4j backend")
+
     def ensure_schema(self) -> None:
         try:
             existing = {(tuple(r[0]) if isinstance(r[0], list) else r[0]) for r in self._graph.list_indices().result_set}

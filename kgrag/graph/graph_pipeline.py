@@ -3,6 +3,7 @@ answer when it is needed (:class:`GraphPipeline`, :class:`Pending`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ class PlanningStore(Protocol):
 
     def _counterfactuals_plan(self, *args: Any, **kw: Any) -> _Plan: ...
 
+    def _graph_plan(self) -> _Plan: ...
+
+    def _posteriors_plan(self, *args: Any, **kw: Any) -> _Plan: ...
+
+    def _interventions_plan(self, *args: Any, **kw: Any) -> _Plan: ...
+
+    def _scores_plan(self, *args: Any, **kw: Any) -> _Plan: ...
+
     def _paths_plan(self, *args: Any, **kw: Any) -> _Plan: ...
 
 
@@ -67,9 +76,10 @@ class Pending:
 
 
 class GraphPipeline:
-    """Read-only scoring calls queued, sent to the engine together by :meth:`send`, and
+    """Read-only graph calls queued, sent to the engine together by :meth:`send`, and
     answered in order: the caller does other work (stage-1 retrieval) while the engine
-    computes.  On FalkorDB the statements are written to one connection at once and
+    computes.  ``posteriors`` and ``interventions`` run exact inference in Python on
+    the subgraph the engine returns, when their answer is first read.  On FalkorDB the statements are written to one connection at once and
     the replies read back when asked for; on other backends they run on ``executor``
     (or each at its first read).  Values are those of the store's methods of the same
     name.  :meth:`close` drops replies nobody read (also done after the last read).
@@ -97,11 +107,37 @@ class GraphPipeline:
     def paths(self, *args: Any, **kw: Any) -> Pending:
         return self._add(self._store._paths_plan(*args, **kw))
 
+    def causal_graph(self) -> Pending:
+        return self._add(self._store._graph_plan())
+
+    def posteriors(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._posteriors_plan(*args, **kw))
+
+    def interventions(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._interventions_plan(*args, **kw))
+
+    def causal_scores(self, *args: Any, **kw: Any) -> Pending:
+        return self._add(self._store._scores_plan(*args, **kw))
+
     def send(self, executor: Executor | None = None) -> GraphPipeline:
-        calls = [self._store._prepare(p.name, p.params) for p in self._plans if p.name is not None]
+        """Send the queued statements; calls of the same statement with the same parameters
+        (e.g. ``causal_graph``, ``posteriors`` and ``interventions``, which all read the
+        subgraph) go to the engine once and share the reply."""
+        keys: dict[tuple[str, str], int] = {}
+        calls = []
+        slot: list[int | None] = []
+        for p in self._plans:
+            if p.name is None:
+                slot.append(None)
+                continue
+            key = (p.name, json.dumps(p.params, sort_keys=True, default=str))
+            if key not in keys:
+                keys[key] = len(calls)
+                calls.append(self._store._prepare(p.name, p.params))
+            slot.append(keys[key])
         readers = self._store._send(calls, executor) if calls else []
-        it = iter(readers)
-        self._readers = [next(it) if p.name is not None else None for p in self._plans]
+        shared = [_once(r) for r in readers]
+        self._readers = [None if k is None else shared[k] for k in slot]
         self._close = getattr(readers, "close", None)
         return self
 

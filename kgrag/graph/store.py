@@ -3,20 +3,44 @@
 Callers never send Cypher; they call these operations.  Every backend runs the
 statements in ``kgrag/cypher/`` with values passed only as parameters.
 
-Causal model (DESIGN.md, "Causal model"): ``CAUSES`` edges point image finding
--> finding -> diagnosis.  For observed concepts ``V_I`` with probabilities
-``q_o`` and a target concept ``c``::
+Causal model (DESIGN.md, "Causal model"; docs/causal.md).  ``CAUSES`` edges point
+the way a reader reasons, image finding -> finding -> diagnosis (RadGraph's
+``suggestive_of``), along MCRAG's factorization
 
-    strength(path) = q_o * prod(p_e for e in path)      # simple paths, 1..max_len edges,
-                                                         # accepted edges only
-    P(c | V_I) = 1 - (1 - leak_c) * (1 - q_c) * prod(1 - strength(path))
+    pG(V_D, V_F | V_I) = p(V_F | V_I) * p(V_D | V_F).
 
-where ``q_c`` is c's own observed probability (0 when c is not observed) and
-``leak_c`` is the node's ``leak`` property or the default leak.  A candidate
-report's causal log-likelihood is the mean over the concepts it asserts of
-``log P(c)`` (present) and ``log(1 - P(c))`` (absent), each clipped at
-``LOG_EPS``; a report asserting nothing has ``loglik = None``.
-:mod:`kgrag.causal.scoring` is the pure-Python oracle of exactly this model.
+Only ``accepted`` edges take part.  Every concept v is binary with a noisy-OR CPD
+
+    P(v = 1 | pa) = 1 - (1 - leak_v) * prod_u (1 - p_uv * s_u)
+
+over its accepted parents u, ``leak_v`` the node's ``leak`` (the store's default
+leak when unset); a root's leak is its base rate.  V_I maps concepts to
+probabilities q: the image head's calibrated output for every concept it can see,
+or, for a text query, the findings the text states (present 1, absent 0).  V_I may
+hold any concept, of any role.
+
+- ``causal_scores`` -- the rerank term, log pG of each candidate report, one hop
+  (``score_reports.cypher``, one statement for all N candidates): one term per
+  concept v the report asserts present or absent; v in V_I: log q_v or
+  log(1 - q_v); any other v: the log of its CPD above (or of 1 minus it), with
+  s_u = the report's own assertion of u where stated, else q_u from V_I (the
+  expected noisy-OR), else u's exact prior marginal.  Probabilities are clipped at
+  ``LOG_EPS`` before the log; the score is the sum of the terms or their mean
+  (``normalize``); a report that asserts nothing scores None.
+- ``posteriors`` -- P(c | V_I) for every concept: the concepts of V_I become roots
+  with P = q (their incoming edges cut: soft evidence entering as priors), then
+  exact inference (variable elimination on a junction tree) on the accepted DAG
+  fetched by one call (``get_causal_graph.cypher``).
+- ``interventions`` -- do(F = 0): graph surgery (F's incoming edges cut, F clamped
+  to 0) on top of V_I, then the same exact inference.  Removing F from V_I is a
+  different question ("without the evidence F"); only this is a do().
+- ``paths`` -- the strongest accepted paths from V_I to a target, strength
+  q_o * prod p; for explanations only (path strengths combined by noisy-OR would
+  double-count shared edges).
+
+:mod:`kgrag.causal.likelihood` (pG), :mod:`kgrag.causal.inference` (posteriors and
+interventions) and :mod:`kgrag.causal.scoring` (paths) are the pure-Python
+references; the contract tests hold every backend to them at 1e-9.
 """
 
 from __future__ import annotations
@@ -25,11 +49,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from kgrag.causal.scoring import LOG_EPS
+from kgrag.causal.likelihood import LOG_EPS
+from kgrag.causal.network import CausalGraph
 from kgrag.graph.graph_pipeline import GraphPipeline
 from kgrag.types import CandidateScore, CausalPath, Concept, Edge, ReportCandidate
 
-__all__ = ["LOG_EPS", "CandidateScore", "CausalPath", "GraphStore", "ReportCandidate", "UpsertReport"]
+__all__ = ["LOG_EPS", "CandidateScore", "CausalGraph", "CausalPath", "GraphStore", "ReportCandidate", "UpsertReport"]
 
 @dataclass(slots=True)
 class UpsertReport:
@@ -43,8 +68,8 @@ class GraphStore(Protocol):
     """Domain operations on the causal graph.  Implementations: FalkorDBStore, Neo4jStore.
 
     Every caller (ingest, kg build/audit/curate, index, query, commands) types its
-    store as ``GraphStore`` and uses only these methods; ``default_leak=None`` means
-    the store's own default (``KGRAG_KG__DEFAULT_LEAK``)."""
+    store as ``GraphStore`` and uses only these methods.  Concepts without a ``leak``
+    take the store's default (``KGRAG_KG__DEFAULT_LEAK``)."""
 
     backend: str
 
@@ -107,40 +132,33 @@ class GraphStore(Protocol):
     def counts(self) -> dict[str, int]:
         """{"concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected"}."""
 
-    # -- causal scoring (accepted edges only) ---------------------------------
+    # -- the causal model (accepted edges only) ---------------------------------
+    def causal_graph(self) -> CausalGraph:
+        """The accepted edges and every concept's leak, in one call (the input of exact inference)."""
+
     def causal_scores(
         self,
         candidates: Sequence[ReportCandidate],
         observed: Mapping[str, float],
         *,
-        max_len: int = 3,
-        default_leak: float | None = None,
+        graph: CausalGraph | None = None,
+        normalize: str = "mean",
     ) -> list[CandidateScore]:
-        """Scores for all candidates, in input order: one query gives P(c | V_I) for every
-        concept the candidates assert; each report's mean log-likelihood follows from it
-        (:func:`kgrag.causal.scoring.score_candidates`)."""
+        """log pG of every candidate, in input order, from one statement.  ``loglik`` is the
+        sum or mean of the terms; ``per_concept`` gives each claim's probability and its
+        term (``"image"``: q from V_I, ``"cpd"``: the noisy-OR CPD).  The prior marginals come
+        from ``graph`` (fetched with :meth:`causal_graph` when None)."""
 
-    def concept_probabilities(
+    def posteriors(self, observed: Mapping[str, float], targets: Sequence[str] | None = None) -> dict[str, float]:
+        """Exact P(target | V_I) (every concept of the graph when ``targets`` is None)."""
+
+    def interventions(
         self,
         observed: Mapping[str, float],
-        targets: Sequence[str],
-        *,
-        max_len: int = 3,
-        default_leak: float | None = None,
-    ) -> dict[str, float]:
-        """P(target | observed) for each target."""
-
-    def counterfactuals(
-        self,
-        observed: Mapping[str, float],
-        targets: Sequence[str],
-        removals: Sequence[str],
-        *,
-        max_len: int = 3,
-        default_leak: float | None = None,
-    ) -> dict[str, list[dict[str, Any]]]:
-        """For each target, [{"remove": o, "probability": P(target | observed without o)}]
-        for every o in ``removals`` (in that order), all scenarios in one query."""
+        do: Sequence[Mapping[str, int]],
+        targets: Sequence[str] | None = None,
+    ) -> list[dict[str, float]]:
+        """For each do-set (e.g. ``{"lung_opacity": 0}``): exact P(target | do(...), V_I), in order."""
 
     def paths(
         self,
@@ -150,12 +168,12 @@ class GraphStore(Protocol):
         max_len: int = 3,
         limit: int = 5,
     ) -> dict[str, list[CausalPath]]:
-        """Strongest accepted paths from observed concepts to each target."""
+        """Strongest accepted paths from observed concepts to each target (explanations)."""
 
     def pipeline(self) -> GraphPipeline:
-        """A :class:`~kgrag.graph.graph_pipeline.GraphPipeline`: ``concept_probabilities``,
-        ``counterfactuals`` and ``paths`` queued (each returns a ``Pending``), sent
-        together with ``send(executor=None)``, answered by ``Pending.result()``; a
+        """A :class:`~kgrag.graph.graph_pipeline.GraphPipeline`: ``causal_graph``, ``posteriors``,
+        ``interventions``, ``causal_scores`` and ``paths`` queued (each returns a ``Pending``),
+        sent together with ``send(executor=None)``, answered by ``Pending.result()``; a
         context manager that drops unread replies on exit."""
 
     # -- whole-graph -----------------------------------------------------------

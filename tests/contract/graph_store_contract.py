@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from kgrag.causal import scoring
+from kgrag.causal import inference, likelihood, scoring
+from kgrag.causal.network import CausalGraph, CyclicGraphError
 from kgrag.errors import GraphStoreError, InputError
 from kgrag.types import ReportCandidate
 
@@ -206,24 +207,6 @@ class GraphStoreContract:
         with pytest.raises(InputError):
             tiny.counterfactuals(obs, ["c"], [""])
 
-    def test_causal_scores_hand_computed(self, tiny):
-        cands = [ReportCandidate("r1", ["c"], ["b"]), ReportCandidate("empty"), ReportCandidate("r3", ["x"], ["a"])]
-        got = tiny.causal_scores(cands, {"a": 0.9}, default_leak=0.01)
-        assert [g.id for g in got] == ["r1", "empty", "r3"]
-        # r1: P(c)=0.334324 present, P(b)=1-0.99*(1-0.45)=0.4555 absent
-        expected_r1 = (math.log(0.334324) + math.log(1 - 0.4555)) / 2
-        assert got[0].loglik == pytest.approx(expected_r1, abs=1e-9) and got[0].n == 2
-        assert got[1].loglik is None and got[1].n == 0
-        # r3: x unknown -> leak 0.01 present; a observed q=0.9 -> P(a)=1-0.99*0.1=0.901 absent
-        assert got[2].loglik == pytest.approx((math.log(0.01) + math.log(0.099)) / 2, abs=1e-9)
-        ref = scoring.candidate_scores(tiny.edges(), cands, {"a": 0.9})
-        for g, r in zip(got, ref, strict=True):
-            assert (g.loglik is None) == (r.loglik is None)
-            if g.loglik is not None:
-                assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
-            for gi, ri in zip(g.per_concept, r.per_concept, strict=True):
-                assert gi["concept"] == ri["concept"] and gi["probability"] == pytest.approx(ri["probability"], abs=1e-9)
-
     def test_scores_match_reference_on_random_graph(self, store):
         import random
 
@@ -252,9 +235,6 @@ class GraphStoreContract:
         ref = scoring.concept_probabilities(edges, observed, targets, leaks=leaks, default_leak=0.01)
         for t in targets:
             assert got[t] == pytest.approx(ref[t], abs=1e-9), t
-        cands = [ReportCandidate(f"r{k}", rnd.sample(targets, 3), rnd.sample(targets, 2)) for k in range(10)]
-        for g, r in zip(store.causal_scores(cands, observed), scoring.candidate_scores(edges, cands, observed, leaks=leaks), strict=True):
-            assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
         gc = store.counterfactuals(observed, targets, list(observed))
         rc = scoring.counterfactuals(edges, observed, targets, leaks=leaks, default_leak=0.01)
         for t in targets:
@@ -307,3 +287,167 @@ class GraphStoreContract:
             [["a", "b", "c"], ["a", "c"]], [["a", "c"], ["a", "b", "c"]])
         assert all(p.strength == pytest.approx(0.2, abs=1e-9) for p in got["c"])
         assert got["d"] == []  # proposed edges never form paths
+
+    # -- the causal model: exact posteriors, do(), pG (hand-computed and the references) --
+    def test_causal_graph_holds_accepted_edges_and_leaks(self, tiny):
+        tiny.upsert_concepts([{"id": "c", "role": "Diagnosis", "leak": 0.05}])
+        g = tiny.causal_graph()
+        assert g.parents == {"b": (("a", 0.5),), "c": (("a", 0.2), ("b", 0.4))}  # a -> d is only proposed
+        assert g.leaks == {"a": 0.01, "b": 0.01, "c": 0.05, "d": 0.01}
+
+    def test_posteriors_hand_computed(self, tiny):
+        p = tiny.posteriors({"a": 1.0})
+        # b = 1 - 0.99 * 0.5 = 0.505
+        # c given a = 1: b = 1 w.p. 0.505 -> 1 - 0.99 * 0.8 * 0.6 = 0.5248; b = 0 -> 1 - 0.99 * 0.8 = 0.208
+        #   0.505 * 0.5248 + 0.495 * 0.208 = 0.367984   (path noisy-OR would say 0.3664)
+        assert p["b"] == pytest.approx(0.505, abs=1e-9)
+        assert p["c"] == pytest.approx(0.367984, abs=1e-9)
+        assert p["d"] == pytest.approx(0.01, abs=1e-9) and p["a"] == 1.0
+        # soft a (q = 0.9): b = 0.9 * 0.505 + 0.1 * 0.01 = 0.4555;
+        #   c given a = 0: 0.01 * (1 - 0.99 * 0.6) + 0.99 * 0.01 = 0.01396 -> 0.9 * 0.367984 + 0.1 * 0.01396
+        p = tiny.posteriors({"a": 0.9}, ["b", "c", "unknown"])
+        assert p["b"] == pytest.approx(0.4555, abs=1e-9)
+        assert p["c"] == pytest.approx(0.9 * 0.367984 + 0.1 * 0.01396, abs=1e-9)
+        assert p["unknown"] == pytest.approx(0.01, abs=1e-9)
+
+    def test_shared_edges_counted_once(self, store):
+        store.upsert_concepts([{"id": "a", "role": "ImageFinding", "leak": 0.3}]
+                              + [{"id": x, "role": "Finding", "leak": 0.0} for x in ("b", "d")]
+                              + [{"id": "c", "role": "Diagnosis", "leak": 0.0}])
+        store.upsert_edges([{"src": s, "dst": d, "p": p, "status": "accepted"}
+                            for s, d, p in (("a", "b", 0.5), ("b", "c", 1.0), ("b", "d", 1.0), ("d", "c", 1.0))])
+        assert store.posteriors({"a": 1.0}, ["c"])["c"] == pytest.approx(0.5, abs=1e-12)
+
+    def test_interventions_hand_computed_and_not_evidence_removal(self, store):
+        # mediator a -> f (0.8) -> d (0.9), a -> d (0.3); leaks f 0.05, d 0.02
+        store.upsert_concepts([{"id": "a", "role": "ImageFinding", "leak": 0.1}, {"id": "f", "role": "Finding", "leak": 0.05},
+                               {"id": "d", "role": "Diagnosis", "leak": 0.02}])
+        store.upsert_edges([{"src": s, "dst": d, "p": p, "status": "accepted"}
+                            for s, d, p in (("a", "f", 0.8), ("f", "d", 0.9), ("a", "d", 0.3))])
+        obs = {"a": 1.0, "f": 0.9}
+        cf = store.interventions(obs, [{"f": 0}, {"f": 1}, {"a": 0}], ["d", "f"])
+        assert cf[0]["d"] == pytest.approx(1 - 0.98 * 0.7, abs=1e-9) and cf[0]["f"] == 0.0
+        assert cf[1]["d"] == pytest.approx(1 - 0.98 * 0.7 * 0.1, abs=1e-9)
+        # do(a = 0) leaves f at its image probability 0.9 (a V_I root): 1 - 0.98 * (1 - 0.81)
+        assert cf[2]["d"] == pytest.approx(1 - 0.98 * 0.19, abs=1e-9)
+        without_f = store.posteriors({"a": 1.0}, ["d"])["d"]  # "without the evidence f": f from its CPD
+        assert without_f == pytest.approx(1 - 0.98 * 0.7 * (1 - 0.9 * 0.81), abs=1e-9)
+        assert abs(cf[0]["d"] - without_f) > 0.5
+        assert store.interventions(obs, [], ["d"]) == []
+        with pytest.raises(InputError, match="0 .absent. or 1"):
+            store.interventions(obs, [{"f": 0.5}], ["d"])
+        with pytest.raises(InputError):
+            store.interventions(obs, [{" f": 0}], ["d"])
+
+    def test_causal_scores_hand_computed(self, tiny):
+        cands = [ReportCandidate("r1", ["c"], ["b"]), ReportCandidate("empty"), ReportCandidate("r3", ["x"], ["a"]),
+                 ReportCandidate("r4", ["c"])]
+        got = tiny.causal_scores(cands, {"a": 0.9}, normalize="sum")
+        assert [g.id for g in got] == ["r1", "empty", "r3", "r4"]
+        # r1: c with a in V_I (0.9) and b stated absent: 1 - 0.99 * (1 - 0.2 * 0.9) = 0.1882
+        #     b absent, a in V_I: P(b) = 1 - 0.99 * (1 - 0.45) = 0.4555 -> log(0.5445)
+        assert got[0].loglik == pytest.approx(math.log(0.1882) + math.log(0.5445), abs=1e-9) and got[0].n == 2
+        assert got[0].per_concept[0] == {"concept": "c", "assertion": "present",
+                                         "probability": pytest.approx(0.1882, abs=1e-9), "term": "cpd"}
+        assert got[1].loglik is None and got[1].n == 0
+        # r3: x is unknown -> the default leak 0.01; a in V_I denied: log(0.1)
+        assert got[2].loglik == pytest.approx(math.log(0.01) + math.log(0.1), abs=1e-9)
+        # r4: b unstated and not in V_I -> its prior marginal 1 - 0.99 * (1 - 0.5 * 0.01) = 0.01495
+        assert got[3].loglik == pytest.approx(math.log(1 - 0.99 * 0.82 * (1 - 0.4 * 0.01495)), abs=1e-9)
+        mean = tiny.causal_scores(cands, {"a": 0.9}, normalize="mean")
+        assert mean[0].loglik == pytest.approx(got[0].loglik / 2, abs=1e-12)
+        ref = likelihood.score_reports(tiny.causal_graph(), cands, {"a": 0.9}, normalize="sum")
+        for g, r in zip(got, ref, strict=True):
+            assert (g.loglik is None) == (r.loglik is None)
+            if g.loglik is not None:
+                assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
+            assert [x["concept"] for x in g.per_concept] == [x["concept"] for x in r.per_concept]
+            assert [x["probability"] for x in g.per_concept] == pytest.approx([x["probability"] for x in r.per_concept], abs=1e-9)
+        assert tiny.causal_scores([ReportCandidate("e")], {"a": 0.9})[0].loglik is None
+        with pytest.raises(InputError):
+            tiny.causal_scores(cands, {"a": 0.9}, normalize="max")
+        with pytest.raises(InputError, match="asserts and denies"):
+            tiny.causal_scores([ReportCandidate("r", ["a"], ["a"])], {})
+
+    def test_model_matches_references_on_random_graph(self, store):
+        import random
+
+        rnd = random.Random(11)
+        imgs, finds, diags = [f"i{k}" for k in range(4)], [f"f{k}" for k in range(5)], [f"d{k}" for k in range(3)]
+        store.upsert_concepts([{"id": x, "role": "ImageFinding", "leak": round(rnd.random() * 0.3, 3)} for x in imgs]
+                              + [{"id": x, "role": "Finding"} for x in finds]
+                              + [{"id": x, "role": "Diagnosis", "leak": 0.02 + 0.01 * k} for k, x in enumerate(diags)])
+        edges = []
+        for s in imgs:
+            for d in rnd.sample(finds, 3):
+                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3),
+                              "status": rnd.choice(["accepted", "accepted", "proposed"])})
+        for i, s in enumerate(finds):
+            for d in finds[i + 1:]:
+                if rnd.random() < 0.3:
+                    edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
+            for d in rnd.sample(diags, 2):
+                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
+        store.upsert_edges(edges)
+        leaks = {c["id"]: c["leak"] for c in store.concepts()}
+        ref_graph = CausalGraph.from_edges(edges, leaks, default_leak=store.default_leak)
+        assert store.causal_graph() == ref_graph
+        observed = {"i0": 0.9, "i2": 0.4, "f1": 1.0, "f3": 0.0}  # V_I holds findings too
+        got = store.posteriors(observed)
+        ref = inference.brute_force_marginals(ref_graph, clamp=observed)
+        assert got.keys() == ref.keys()
+        for t in ref:
+            assert got[t] == pytest.approx(ref[t], abs=1e-9), t
+        do = [{f: 0} for f in finds] + [{"i0": 0, "f2": 1}]
+        for d, g in zip(do, store.interventions(observed, do, diags), strict=True):
+            r = inference.brute_force_marginals(ref_graph, diags, clamp={**observed, **d})
+            assert g == pytest.approx(r, abs=1e-9), d
+        targets = imgs + finds + diags
+        cands = [ReportCandidate(f"r{k}", rnd.sample(targets, 3), []) for k in range(12)]
+        cands = [ReportCandidate(c.id, c.present, rnd.sample([t for t in targets if t not in c.present], 2)) for c in cands]
+        for norm in ("sum", "mean"):
+            for g, r in zip(store.causal_scores(cands, observed, normalize=norm),
+                            likelihood.score_reports(ref_graph, cands, observed, normalize=norm), strict=True):
+                assert g.loglik == pytest.approx(r.loglik, abs=1e-9)
+                assert [x["probability"] for x in g.per_concept] == pytest.approx(
+                    [x["probability"] for x in r.per_concept], abs=1e-9)
+        gp = store.paths(observed, diags, limit=50)
+        rp = scoring.paths(edges, observed, diags, limit=50)
+        for d in diags:
+            assert sorted((tuple(p.nodes), round(p.strength, 9)) for p in gp[d]) == sorted(
+                (tuple(p.nodes), round(p.strength, 9)) for p in rp[d])
+
+    def test_model_pipeline_shares_the_subgraph_call(self, tiny, monkeypatch):
+        sent = []
+        real = tiny._send
+
+        def spy(calls, executor):
+            sent.extend(name for name, _, _ in calls)
+            return real(calls, executor)
+
+        monkeypatch.setattr(tiny, "_send", spy)
+        obs = {"a": 0.9}
+        pipe = tiny.pipeline()
+        post = pipe.posteriors(obs)
+        cf = pipe.interventions(obs, [{"b": 0}], ["c"])
+        graph = pipe.causal_graph()
+        paths = pipe.paths(obs, ["c"])
+        none = pipe.interventions(obs, [])
+        pipe.send()
+        assert sorted(sent) == ["get_causal_graph.cypher", "get_paths.cypher"]
+        assert cf.result()[0] == pytest.approx(tiny.interventions(obs, [{"b": 0}], ["c"])[0], abs=1e-12)
+        assert post.result() == pytest.approx(tiny.posteriors(obs), abs=1e-12)
+        assert graph.result() == tiny.causal_graph()
+        assert paths.result() == tiny.paths(obs, ["c"])
+        assert none.result() == []
+        pipe2 = tiny.pipeline()
+        sc = pipe2.causal_scores([ReportCandidate("r1", ["c"], ["b"])], obs, graph=graph.result(), normalize="sum")
+        pipe2.send()
+        assert sc.result()[0].loglik == pytest.approx(math.log(0.1882) + math.log(0.5445), abs=1e-9)
+
+    def test_cyclic_graph_is_refused_by_inference_not_by_paths(self, tiny):
+        tiny.upsert_edges([{"src": "c", "dst": "a", "p": 0.1, "status": "accepted"}])
+        with pytest.raises(CyclicGraphError, match="cycle") as e:
+            tiny.posteriors({})
+        assert "reject" in e.value.fix
+        assert tiny.paths({"a": 1.0}, ["c"])["c"]

@@ -70,3 +70,13 @@ class TestFalkorDBStore(GraphStoreContract):
             s.close()
         finally:
             srv.stop()
+
+    def test_backtick_ids_cannot_be_map_keys_and_say_so(self, store):
+        from kgrag.errors import InputError
+        from kgrag.types import ReportCandidate
+
+        store.upsert_concepts([{"id": "a`b", "role": "ImageFinding"}, {"id": "c", "role": "Diagnosis"}])
+        store.upsert_edges([{"src": "a`b", "dst": "c", "p": 0.5, "status": "accepted"}])
+        assert store.posteriors({"a`b": 1.0}, ["c"])["c"] == pytest.approx(1 - 0.99 * 0.5)  # inference is Python
+        with pytest.raises(InputError, match="backtick"):
+            store.causal_scores([ReportCandidate("r", ["c"])], {})
