@@ -4,25 +4,29 @@ Synthetic 256-d vectors stand in for the encoders' output (the models are not wh
 is timed; ``bench_train.py`` measures them); the causal graph is the synthetic
 corpus's true model (reader direction) loaded as accepted edges into the real
 embedded FalkorDB; each study's report asserts/denies random concept sets; each
-query has its own image vector and its own V_I (image-finding probabilities drawn
-per query).  One query runs the query pipeline's own stages from V_I on:
+query has its own image vector and its own V_I (a probability drawn per query for
+every ImageFinding and Finding concept: the image head predicts every concept an
+image can show).  One query runs the query pipeline's own stages from V_I on:
 
-    stage 1 (kgrag.query.stages.Stage1Cases: FAISS top-200 in the text and the
-    image spaces, MR-RAG fusion, top N = 50) → causal rerank (CausalRerank) → Score
+    SendGraphCalls (the subgraph) → stage 1 (kgrag.query.stages.Stage1Cases: FAISS
+    top-200 in the text and the image spaces, MR-RAG fusion, top N = 50) → causal
+    rerank (CausalRerank: log pG of the 50 reports) → Score
 
-and the variants differ only in where P(c | V_I) comes from:
+and the variants differ only in where the graph's numbers come from:
 
-- ``causal``: the pipeline as shipped — SendGraphCalls writes ``score_concepts`` to
-  the FalkorDB connection as soon as V_I is known (a GraphPipeline), so the engine
-  computes while stage 1 runs; CausalRerank reads the reply;
-- ``causal_serial``: the same statement sent after stage 1 and read at once (what
+- ``causal``: the pipeline as shipped — SendGraphCalls writes ``get_causal_graph``
+  to the FalkorDB connection as soon as V_I is known (a GraphPipeline), so the
+  engine answers while stage 1 runs; CausalRerank sends ``score_reports`` (log pG
+  of every candidate, one statement) once the candidates are known;
+- ``causal_serial``: the subgraph is fetched after stage 1 and read at once (what
   the overlap saves);
-- ``baseline``: FAISS + in-process rerank: the same stages with the probabilities
-  from the pure-Python reference (kgrag.causal.scoring) over a copy of the edges, no
+- ``baseline``: FAISS + in-process rerank: the same stages with log pG from the
+  pure-Python reference (kgrag.causal.likelihood) over a copy of the graph, no
   graph engine.
 
 The three variants are interleaved in rounds so that drift of a shared machine
-hits all of them alike.  ``graph_call_ms`` is the ``score_concepts`` call alone.
+hits all of them alike.  ``graph_call_ms`` is the ``score_reports`` call alone,
+``subgraph_call_ms`` the ``get_causal_graph`` call alone.
 
 Targets: p50 ≤ 20 ms at 4k, ≤ 40 ms at 100k; causal ≤ 1.5× baseline.
 """
@@ -37,10 +41,11 @@ import numpy as np
 from _common import percentiles, timed, write
 
 ROUNDS = 5
+VARIANTS = ("causal", "causal_serial", "baseline", "causal_answer", "baseline_answer")
 
 
 def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
-    from kgrag.causal import scoring
+    from kgrag.causal import inference, likelihood
     from kgrag.graph.falkordb_server import EmbeddedFalkorDB
     from kgrag.graph.falkordb_store import FalkorDBStore
     from kgrag.graph.graph_pipeline import Pending
@@ -61,17 +66,59 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
     store.upsert_concepts(concepts().values())
     edges = [{"src": c, "dst": p, "p": s * 0.8, "status": "accepted"} for p, c, s in truth.EDGES]
     store.upsert_edges(edges)
-    leaks = {c["id"]: c.get("leak") for c in store.concepts()}
+    graph = store.causal_graph()  # the baseline's in-process copy
     ids_all = sorted(concepts())
     diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
-    image_findings = ids_with_role("ImageFinding")
+    visible = sorted(ids_with_role("ImageFinding") + ids_with_role("Finding"))
     fusion = FusionWeights(0.4, 0.4, 0.2)
 
+    class LocalCalls:
+        """The baseline's graph calls: the pure-Python references over the in-process copy."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def send(self, executor=None):
+            return self
+
+        def causal_graph(self):
+            return Pending(lambda: graph)
+
+        def causal_scores(self, candidates, observed, *, graph=None, normalize="mean"):
+            return Pending(lambda: likelihood.score_reports(graph, candidates, observed, normalize=normalize))
+
+        def posteriors(self, observed, targets=None):
+            return Pending(lambda: inference.posteriors(graph, observed, targets))
+
+        def interventions(self, observed, do, targets=None):
+            return Pending(lambda: inference.interventions(graph, observed, do, targets))
+
+        def paths(self, observed, targets, **kw):
+            return Pending(lambda: {t: [] for t in targets})
+
+    class InProcess:
+        """The baseline's "store": no graph engine."""
+
+        def pipeline(self):
+            return LocalCalls()
+
+        def causal_scores(self, candidates, observed, *, graph=None, normalize="mean"):
+            return likelihood.score_reports(graph, candidates, observed, normalize=normalize)
+
+    local = InProcess()
+    send = stages.SendGraphCalls(ids_all, diagnoses, max_len=3, explain=False)
+    send_explain = stages.SendGraphCalls(ids_all, diagnoses, max_len=3, explain=True)
+    explain = stages.Explain(diagnoses)
+
     def draw_observed() -> dict[str, float]:
-        q = rng.beta(0.6, 1.4, len(image_findings))
-        return {c: float(x) for c, x in zip(image_findings, q, strict=True) if x >= stages.OBSERVE_MIN_Q}
+        q = rng.beta(0.6, 1.4, len(visible))
+        return {c: float(x) for c, x in zip(visible, q, strict=True)}
 
     res: dict = {"k": 50, "stage1_pool_per_space": 200, "repeat_per_round": repeat, "rounds": ROUNDS,
+                 "scheme": stages.rr.SCHEME, "normalize": "mean", "v_i_concepts": len(visible),
                  "graph": {"concepts": len(ids_all), "accepted_edges": len(edges)}, "results": {}}
     for n in sizes:
         base_vecs = rng.standard_normal((n, 256)).astype(np.float32)
@@ -94,51 +141,56 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
         qv /= np.linalg.norm(qv, axis=1, keepdims=True)
         observed = [draw_observed() for _ in range(repeat)]
         stage1 = stages.Stage1Cases(idx, fusion)
-        rerank = stages.CausalRerank(assertions)
-        send = stages.SendGraphCalls(ids_all, diagnoses, max_len=3, default_leak=0.01, explain=False)
-        state = {"causal": send, "causal_serial": send}
+        rerank = {"causal": stages.CausalRerank(store, assertions), "baseline": stages.CausalRerank(local, assertions)}
         it = iter(range(10**9))
 
-        def one(variant: str, *, qv=qv, observed=observed, it=it, stage1=stage1, rerank=rerank, state=state) -> list[str]:
+        def one(variant: str, *, qv=qv, observed=observed, it=it, stage1=stage1, rerank=rerank) -> list[str]:
             j = next(it) % repeat
             st = QueryState(query=Query(), k=50, n=50, alpha=0.5, rerank="causal", modality="radiology",
-                            q_image=qv[j], observed=observed[j])
-            with store.pipeline() as calls:
+                            q_image=qv[j], observed=dict(observed[j]))
+            where = local if variant.startswith("baseline") else store
+            with where.pipeline() as calls:
                 st.graph_calls = calls
-                if variant == "causal":
-                    st = state["causal"].run(st)
-                    st = stage1.run(st)
-                elif variant == "causal_serial":
-                    st = stage1.run(st)
-                    st = state["causal_serial"].run(st)
+                if variant == "causal_serial":
+                    st = send.run(stage1.run(st))
                 else:
-                    st = stage1.run(st)
-                    obs = st.observed
-                    st.graph = {"probabilities": Pending(lambda: scoring.concept_probabilities(
-                        edges, obs, ids_all, leaks=leaks, max_len=3, default_leak=0.01))}
-                st = rerank.run(st)
-            return [h.id for h in st.candidates]
+                    st = stage1.run((send_explain if variant.endswith("answer") else send).run(st))
+                st = rerank["baseline" if where is local else "causal"].run(st)
+                if variant.endswith("answer"):
+                    st = explain.run(st)
+            return [h.id for h in st.candidates] + [d["concept"] for d in st.diagnoses]
 
-        # the variants rank alike (same probabilities to 1e-9, so the same order)
+        # the variants rank alike (the same log pG to 1e-9, so the same order)
         for j0 in range(5):
-            orders = [one(v, it=iter([j0])) for v in ("causal", "causal_serial", "baseline")]
-            assert orders[0] == orders[1] == orders[2], "variants disagree"
+            orders = [one(v, it=iter([j0])) for v in VARIANTS]
+            assert orders[0] == orders[1] == orders[2] and orders[3] == orders[4], "variants disagree"
         for _ in range(20):  # warm up
-            for v in ("causal", "causal_serial", "baseline"):
+            for v in VARIANTS:
                 one(v, it=it)
-        samples: dict[str, list[float]] = {"causal": [], "causal_serial": [], "baseline": [], "graph_call": []}
+        cand_sets = []  # the 50 candidates of each query, for the graph-call-alone timings
+        for j in range(repeat):
+            hits = stage1.run(QueryState(query=Query(), k=10, n=50, alpha=0.5, rerank="causal", q_image=qv[j],
+                                         modality="radiology")).candidates
+            cand_sets.append(rerank["causal"].candidates(hits))
+        n_claims = float(np.mean([sum(len(c.present) + len(c.absent) for c in cs) for cs in cand_sets]))
+        samples: dict[str, list[float]] = {**{v: [] for v in VARIANTS}, "graph_call": [], "subgraph_call": []}
         for _ in range(ROUNDS):
-            for v in ("causal", "causal_serial", "baseline"):
+            for v in VARIANTS:
                 samples[v] += timed(lambda v=v, it=it: one(v, it=it), repeat)
             ks = iter(range(10**9))
-            samples["graph_call"] += timed(lambda ks=ks, obs=observed: store.concept_probabilities(obs[next(ks) % repeat], ids_all), repeat)
+            samples["graph_call"] += timed(lambda ks=ks, cs=cand_sets, obs=observed: store.causal_scores(
+                cs[k := next(ks) % repeat], obs[k], graph=graph), repeat)
+            samples["subgraph_call"] += timed(store.causal_graph, repeat)
         p = {k: percentiles(v) for k, v in samples.items()}
         res["results"][str(n)] = {
             "index_kind": idx.info()["spaces"]["fused"]["kind"], "index_build_s": round(build_s, 2),
             "causal_ms": p["causal"], "causal_serial_ms": p["causal_serial"], "baseline_ms": p["baseline"],
-            "graph_call_ms": p["graph_call"],
+            "graph_call_ms": p["graph_call"], "subgraph_call_ms": p["subgraph_call"],
+            "claims_per_query": round(n_claims, 1),
             "ratio_p50": round(p["causal"]["p50"] / p["baseline"]["p50"], 3),
-            "ratio_p50_serial": round(p["causal_serial"]["p50"] / p["baseline"]["p50"], 3)}
+            "ratio_p50_serial": round(p["causal_serial"]["p50"] / p["baseline"]["p50"], 3),
+            "causal_answer_ms": p["causal_answer"], "baseline_answer_ms": p["baseline_answer"],
+            "ratio_p50_answer": round(p["causal_answer"]["p50"] / p["baseline_answer"]["p50"], 3)}
         print(n, res["results"][str(n)], flush=True)
     res["targets"] = {"p50_ms_4k": 20, "p50_ms_100k": 40, "max_ratio": 1.5}
     r = res["results"]

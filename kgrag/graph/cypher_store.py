@@ -1,7 +1,7 @@
 """Shared implementation of :class:`~kgrag.graph.store.GraphStore` over the Cypher catalog.
 
 Backends provide ``_execute(name, text, params) -> list[dict]``; everything else
-(batching, de-duplication, the two-step edge upsert, scoring, versioning) lives
+(batching, de-duplication, the two-step edge upsert, the causal model, versioning) lives
 here once, so FalkorDB and Neo4j run the same statements.
 """
 
@@ -34,9 +34,6 @@ from kgrag.types import (
 )
 
 log = logging.getLogger(__name__)
-
-_NO_OBSERVATION = [{"id": "", "q": 0.0}]
-
 
 class CypherGraphStore:
     """Base class; subclasses set ``backend``, ``dialect`` and implement ``_execute``."""
@@ -82,7 +79,7 @@ class CypherGraphStore:
         return plan.value if plan.name is None else plan.finish(self._run(plan.name, plan.params))
 
     def pipeline(self) -> GraphPipeline:
-        """Queue read-only scoring calls, send them together, read each answer when needed."""
+        """Queue read-only graph calls, send them together, read each answer when needed."""
         return GraphPipeline(self)
 
     def _run_batched(self, name: str, rows: Sequence[Any], extra: Mapping[str, Any] | None = None, *, label: str | None = None) -> list[dict[str, Any]]:
@@ -234,61 +231,11 @@ class CypherGraphStore:
         r = self._run("count_graph")[0]
         return {k: int(r.get(k) or 0) for k in ("concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected")}
 
-    # -- scoring -----------------------------------------------------------------------
-    @staticmethod
-    def _observed(observed: Mapping[str, float]) -> list[dict[str, Any]]:
-        rows = []
-        for k, q in observed.items():
-            q = float(q)
-            if not 0.0 <= q <= 1.0:
-                raise InputError(f"observed probability for {k!r} is {q}, not in [0, 1]", fix="pass probabilities")
-            if q > 0.0:
-                rows.append({"id": str(k), "q": q})
-        return rows or _NO_OBSERVATION
-
-    def _scenarios_plan(self, observed: Mapping[str, float], targets: list[str], removals: list[str], max_len: int,
-                        default_leak: float | None, finish: Callable[[dict[str, list[float]]], Any]) -> _Plan:
-        """score_concepts.cypher: ``finish`` gets {removed id ('' = full evidence): [P(target) in targets order]}."""
-        params = {"targets": targets, "observed": self._observed(observed), "removals": removals, "max_len": int(max_len),
-                  "default_leak": float(self.default_leak if default_leak is None else default_leak)}
-
-        def parse(res: list[dict[str, Any]]) -> Any:
-            out = {r["removed"]: [float(x) for x in r["probabilities"]] for r in res}
-            if set(out) != set(removals) or any(len(v) != len(targets) for v in out.values()):
-                raise GraphStoreError(f"score_concepts returned {len(out)} scenarios for {len(removals)} requested",
-                                      fix="check the graph engine's log; this is a kgrag bug if it repeats")
-            return finish(out)
-
-        return _Plan("score_concepts", params, parse)
-
-    def _probabilities_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
-                            default_leak: float | None = None) -> _Plan:
-        targets = list(dict.fromkeys(targets))
-        if not targets:
-            return _Plan(None, value={})
-        return self._scenarios_plan(observed, targets, [""], max_len, default_leak,
-                                    lambda sc: dict(zip(targets, sc[""], strict=True)))
-
-    def _counterfactuals_plan(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
-                              max_len: int = 3, default_leak: float | None = None) -> _Plan:
-        targets = list(dict.fromkeys(targets))
-        removals = [check_id("concept", r) for r in dict.fromkeys(removals)]
-        if not targets or not removals:
-            return _Plan(None, value={t: [] for t in targets})
-
-        def fold(sc: dict[str, list[float]]) -> dict[str, list[dict[str, Any]]]:
-            out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-            for o in removals:
-                for t, p in zip(targets, sc[o], strict=True):
-                    out[t].append({"remove": o, "probability": p})
-            return out
-
-        return self._scenarios_plan(observed, targets, removals, max_len, default_leak, fold)
-
+    # -- explanations: the strongest paths ------------------------------------------------
     def _paths_plan(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
                     limit: int = 5) -> _Plan:
         targets = list(dict.fromkeys(targets))
-        obs = [o for o in self._observed(observed) if o["id"]]
+        obs = [{"id": k, "q": q} for k, q in likelihood.check_observed(observed).items() if q > 0.0]
         if not targets or not obs:
             return _Plan(None, value={t: [] for t in targets})
 
@@ -302,15 +249,6 @@ class CypherGraphStore:
             return out
 
         return _Plan("get_paths", {"observed": obs, "targets": targets, "max_len": int(max_len)}, group)
-
-    def concept_probabilities(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
-                              default_leak: float | None = None) -> dict[str, float]:
-        return self._call(self._probabilities_plan(observed, targets, max_len=max_len, default_leak=default_leak))
-
-    def counterfactuals(self, observed: Mapping[str, float], targets: Sequence[str], removals: Sequence[str], *,
-                        max_len: int = 3, default_leak: float | None = None) -> dict[str, list[dict[str, Any]]]:
-        return self._call(self._counterfactuals_plan(observed, targets, removals, max_len=max_len,
-                                                     default_leak=default_leak))
 
     def paths(self, observed: Mapping[str, float], targets: Sequence[str], *, max_len: int = 3,
               limit: int = 5) -> dict[str, list[CausalPath]]:
@@ -357,32 +295,28 @@ class CypherGraphStore:
             return _Plan(None, value=[CandidateScore(c.id, None, 0, []) for c in cands])
         if graph is None:
             graph = self.causal_graph()
-        concepts = sorted({c for i in scored for c, _ in claims[i]})
+        concepts = sorted({c for i in scored for c, _ in claims[i] if c not in observed})  # the CPD claims
         kof = {c: k for k, c in enumerate(concepts)}
-        by_concept: list[list[list[Any]]] = [[] for _ in concepts]
-        for j, i in enumerate(scored):
-            for c, present in claims[i]:
-                by_concept[kof[c]].append([j, present])
+        cpd = [[kof[c] if present else -kof[c] - 1 for c, present in claims[i] if c in kof] for i in scored]
         prior_all = inference.prior_marginals(graph)
         parents = {u for c in concepts for u, _ in graph.parents_of(c)}
         priors = {u: prior_all[u] for u in sorted(parents) if u in prior_all}
         self._check_map_keys([*observed, *priors])
-        params = {"concepts": concepts, "claims": by_concept,
+        params = {"concepts": concepts, "cpd": cpd,
                   "present": [[c for c, pr in claims[i] if pr] for i in scored],
                   "absent": [[c for c, pr in claims[i] if not pr] for i in scored],
                   "observed": observed, "priors": priors, "default_leak": float(self.default_leak),
                   "log_eps": likelihood.LOG_EPS, "normalize": normalize}
 
         def fold(rows: list[dict[str, Any]]) -> list[CandidateScore]:
-            got = {int(r["candidate"]): r for r in rows}
-            if set(got) != set(range(len(scored))):
-                raise GraphStoreError(f"score_reports returned {len(got)} rows for {len(scored)} candidates",
+            if [int(r["candidate"]) for r in rows] != list(range(len(scored))):
+                raise GraphStoreError(f"score_reports returned {len(rows)} rows for {len(scored)} candidates",
                                       fix="check the graph engine's log; this is a kgrag bug if it repeats")
             out = [CandidateScore(c.id, None, 0, []) for c in cands]
-            for j, i in enumerate(scored):
-                r = got[j]
-                prob = {concepts[int(k)]: float(p) for k, p in zip(r["concepts"], r["probabilities"], strict=True)}
-                per = [{"concept": c, "assertion": "present" if pr else "absent", "probability": prob[c],
+            for i, r in zip(scored, rows, strict=True):
+                cpd_p = iter(r["probabilities"])  # in the order of the candidate's claims outside V_I
+                per = [{"concept": c, "assertion": "present" if pr else "absent",
+                        "probability": observed[c] if c in observed else float(next(cpd_p)),
                         "term": "image" if c in observed else "cpd"} for c, pr in claims[i]]
                 out[i] = CandidateScore(cands[i].id, float(r["loglik"]), int(r["n"]), per)
             return out

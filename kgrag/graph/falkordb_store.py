@@ -146,7 +146,7 @@ class FalkorDBStore(CypherGraphStore):
 
 def _rows(res: Any) -> list[dict[str, Any]]:
     cols = [h[1] if isinstance(h, list | tuple) else h for h in (res.header or [])]
-    return [dict(zip(cols, (_plain(v) for v in row), strict=False)) for row in res.result_set or []]
+    return [dict(zip(cols, map(_plain, row), strict=False)) for row in res.result_set or []]
 
 
 class _PipelinedReplies(list):

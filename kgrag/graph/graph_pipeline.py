@@ -48,10 +48,6 @@ class PlanningStore(Protocol):
 
     def _send(self, calls: list[tuple[str, str, dict[str, Any]]], executor: Executor | None) -> Any: ...
 
-    def _probabilities_plan(self, *args: Any, **kw: Any) -> _Plan: ...
-
-    def _counterfactuals_plan(self, *args: Any, **kw: Any) -> _Plan: ...
-
     def _graph_plan(self) -> _Plan: ...
 
     def _posteriors_plan(self, *args: Any, **kw: Any) -> _Plan: ...
@@ -97,12 +93,6 @@ class GraphPipeline:
         i = len(self._plans)
         self._plans.append(plan)
         return Pending(_once(lambda: self._answer(i)))
-
-    def concept_probabilities(self, *args: Any, **kw: Any) -> Pending:
-        return self._add(self._store._probabilities_plan(*args, **kw))
-
-    def counterfactuals(self, *args: Any, **kw: Any) -> Pending:
-        return self._add(self._store._counterfactuals_plan(*args, **kw))
 
     def paths(self, *args: Any, **kw: Any) -> Pending:
         return self._add(self._store._paths_plan(*args, **kw))

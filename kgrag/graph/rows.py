@@ -13,8 +13,16 @@ from kgrag.types import EDGE_STATUSES, Edge
 EDGE_FIELDS = [f.name for f in fields(Edge)]
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def plain(v: Any) -> Any:
     """Driver results (OrderedDicts, tuples) as plain dicts and lists."""
+    t = type(v)
+    if t in _SCALARS:  # the common case first: an ABC isinstance check costs more than the value
+        return v
+    if t is list or t is tuple:
+        return [x if type(x) in _SCALARS else plain(x) for x in v]
     if isinstance(v, Mapping):
         return {k: plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):

@@ -34,7 +34,8 @@ __all__ = ["Query", "QueryPipeline", "QueryState", "RERANKERS", "format_output",
 
 #: The rerank stage of each ``--rerank`` mode, built from a warmed-up pipeline.
 RERANKERS: dict[str, Callable[[QueryPipeline], Any]] = {
-    "causal": lambda p: stages.CausalRerank(p.assertions),
+    "causal": lambda p: stages.CausalRerank(p.store, p.assertions, normalize=p.settings.retrieval.causal_normalize,
+                                            executor=p.graph_worker),
     "pagerank": lambda p: stages.PageRankRerank(p.index, p.settings.retrieval.damping),
     "none": lambda p: stages.NoRerank(),
 }
@@ -80,14 +81,13 @@ class QueryPipeline:
         self.router = PrototypeRouter.fit(index.vectors(space, ids), [index.modalities.get(i, "radiology") for i in ids])
         self.assertions = {sid: a for sid, a in self.docstore.study_concepts().items() if sid in index.spaces["text"].row}
         cs = concepts()
-        # every concept a candidate can assert: P(c | V_I) for all of them comes from one query
+        # every concept a candidate can assert: exact P(c | V_I) for all of them from one subgraph call
         self.targets = sorted(set(cs) | {c for a in self.assertions.values() for c in a})
         self.diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
         self.before_rerank = [
             stages.Route(self.router, index.modalities),
             stages.ObserveFindings(self.model, self.extractor),
-            stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len,
-                                  default_leak=kg.default_leak, executor=self.graph_worker),
+            stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len, executor=self.graph_worker),
             stages.Stage1Cases(index, self.model.fusion),
         ]
         self.rerankers = {mode: build(self) for mode, build in RERANKERS.items()}
@@ -172,7 +172,7 @@ class QueryPipeline:
                     ev.present.append(h.id)
                 elif a == "absent" or (a is None and h.id in self.assertions):
                     ev.absent.append(h.id)
-            p = st.graph_result("probabilities", {})[c] if st.observed else None
+            p = st.graph_result("posteriors", {}).get(c) if st.observed else None
             paths = st.graph_result("paths", {}).get(c, [])
             return answer_question(c, p_causal=p, evidence=ev, names=self.names,
                                    paths=[{"nodes": x.nodes, "strength": round(x.strength, 6)} for x in paths])

@@ -1,8 +1,8 @@
 """The ``kgrag query --json`` contract as a JSON Schema, and a small validator.
 
 The validator covers the subset of JSON Schema the contract uses (type with
-null unions, required, properties, items, enum, minimum/maximum); it is written
-here to keep the query path free of another dependency.
+null unions, required, properties, additionalProperties as a schema, items, enum,
+minimum/maximum); it is written here to keep the query path free of another dependency.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ NUM = {"type": "number"}
 PROB = {"type": "number", "minimum": 0.0, "maximum": 1.0}
 PATH = {"type": "object", "required": ["nodes", "strength"],
         "properties": {"nodes": {"type": "array", "items": {"type": "string"}}, "strength": PROB}}
+#: a real intervention: {"do": {"lung_opacity": 0}, "probability": P(diagnosis | do(lung_opacity = 0), V_I)}
+DO = {"type": "object", "required": ["do", "probability"],
+      "properties": {"do": {"type": "object", "additionalProperties": {"type": "integer", "enum": [0, 1]}}, "probability": PROB}}
 QUERY_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["query", "answer", "image_findings", "diagnoses", "evidence", "config"],
@@ -27,8 +30,7 @@ QUERY_OUTPUT_SCHEMA: dict[str, Any] = {
                                                       "properties": {"concept": {"type": "string"}, "probability": PROB}}},
         "diagnoses": {"type": "array", "items": {"type": "object", "required": ["concept", "probability", "paths", "counterfactual"],
                       "properties": {"concept": {"type": "string"}, "probability": PROB, "paths": {"type": "array", "items": PATH},
-                                     "counterfactual": {"type": "array", "items": {"type": "object", "required": ["remove", "probability"],
-                                                                                     "properties": {"remove": {"type": "string"}, "probability": PROB}}}}}},
+                                     "counterfactual": {"type": "array", "items": DO}}}},
         "evidence": {"type": "array", "items": {"type": "object",
                      "required": ["id", "rank", "score", "similarity", "causal_loglik", "sentences"],
                      "properties": {"id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1}, "score": NUM,
@@ -72,6 +74,10 @@ def validate(obj: Any, schema: dict[str, Any], path: str = "$") -> None:
         for k, sub in schema.get("properties", {}).items():
             if k in obj:
                 validate(obj[k], sub, f"{path}.{k}")
+    if isinstance(obj, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for k, v in obj.items():
+            if k not in schema.get("properties", {}):
+                validate(v, schema["additionalProperties"], f"{path}.{k}")
     if isinstance(obj, list) and "items" in schema:
         for i, v in enumerate(obj):
             validate(v, schema["items"], f"{path}[{i}]")

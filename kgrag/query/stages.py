@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from kgrag.causal import scoring
 from kgrag.errors import TestLeakError
 from kgrag.model.fusion import FusionWeights, fuse
 from kgrag.query import rerank as rr
@@ -24,7 +23,6 @@ from kgrag.query.pagerank import personalized_pagerank, similarity_graph
 from kgrag.query.state import EvidenceSentence, Hit, QueryState
 from kgrag.types import ReportCandidate
 
-OBSERVE_MIN_Q = 0.1  # image-finding probabilities below this are not used as evidence
 MAX_SENTENCES = 4  # evidence sentences kept per study
 
 
@@ -46,8 +44,11 @@ class Route:
 
 
 class ObserveFindings:
-    """V_I: image-finding probabilities from the image; concepts stated present in a
-    findings text (not in a question) as certain observations."""
+    """V_I: the findings head's probability for every concept it predicts (whatever its
+    role), and the concepts a findings text states (present 1, absent 0; uncertain ones
+    are not observations).  Concepts named in a question are its subject, never
+    observations.  Every predicted concept stays in V_I however low its q: the rerank
+    scores a report's claim of it against q, and the posteriors take it as a soft root."""
 
     def __init__(self, model, extractor) -> None:
         self.model, self.extractor = model, extractor
@@ -59,12 +60,15 @@ class ObserveFindings:
             for c in probs[0] if probs else {}:
                 q = float(np.mean([p[c] for p in probs]))
                 st.image_findings.append({"concept": c, "probability": q})
-                if q >= OBSERVE_MIN_Q:
-                    obs[c] = q
+                obs[c] = q
         if st.findings_text:
+            stated: dict[str, float] = {}
             for m in self.extractor.extract("query", st.findings_text):
                 if m.assertion == "present":
-                    obs[m.concept] = 1.0
+                    stated[m.concept] = 1.0
+                elif m.assertion == "absent":
+                    stated.setdefault(m.concept, 0.0)  # a present mention of the same concept wins
+            obs.update(stated)
         if st.question:
             st.question_concepts = [m.concept for m in self.extractor.extract("question", st.question)]
         st.observed = obs
@@ -75,35 +79,44 @@ class ObserveFindings:
 class SendGraphCalls:
     """Sends the graph-engine work that needs nothing but V_I, as soon as V_I is known.
 
-    Three read-only statements are queued on the query's graph pipeline
+    Two read-only statements are queued on the query's graph pipeline
     (``state.graph_calls``, a :class:`~kgrag.graph.graph_pipeline.GraphPipeline` the
-    query pipeline owns and closes) and sent together, in this order: P(c | V_I) for
-    every concept a candidate report can assert (``score_concepts``: the causal rerank,
-    the diagnoses and the answer all read it), the counterfactuals of the diagnoses for
-    the strongest observations (the same statement, one row per scenario), and the
-    strongest paths to each diagnosis and question concept (``get_paths``).  They go
-    out before stage 1 searches FAISS, so the engine computes while retrieval runs
-    (FalkorDB: pipelined on one connection; other backends: on ``executor``).  Later
-    stages read ``state.graph_result(key, default)``.
+    query pipeline owns and closes) and sent together before stage 1 searches FAISS,
+    so the engine computes while retrieval runs (FalkorDB: pipelined on one
+    connection; other backends: on ``executor``):
+
+    - ``get_causal_graph``: the accepted DAG with its leaks.  Three answers are read
+      from it: ``causal_graph`` itself (the rerank's prior marginals), ``posteriors``
+      (exact P(c | V_I) for every concept a candidate can assert, every diagnosis and
+      the question's concepts) and ``interventions`` (do(F = 0) for the
+      ``max_counterfactuals`` concepts of V_I with the highest q, P(diagnosis | do)).
+      Exact inference runs in Python when a later stage first reads them.
+    - ``get_paths``: the strongest paths to each diagnosis and question concept
+      (explanations only).
+
+    Later stages read ``state.graph_result(key, default)``; the do-sets are in
+    ``state.trace["do"]``, in the order of the ``interventions`` answer.
     """
 
-    def __init__(self, targets: Sequence[str], diagnoses: Sequence[str], *, max_len: int, default_leak: float,
+    def __init__(self, targets: Sequence[str], diagnoses: Sequence[str], *, max_len: int,
                  max_counterfactuals: int = 5, executor: Executor | None = None, explain: bool = True) -> None:
-        """``explain=False`` sends only the probabilities (retrieval without :class:`Explain`)."""
+        """``explain=False`` sends only the subgraph (retrieval without :class:`Explain`)."""
         self.targets, self.diagnoses = list(targets), list(diagnoses)
-        self.max_len, self.default_leak, self.max_cf, self.executor = max_len, default_leak, max_counterfactuals, executor
+        self.max_len, self.max_cf, self.executor = max_len, max_counterfactuals, executor
         self.explain = explain
 
     def run(self, st: QueryState) -> QueryState:
         pipe = st.graph_calls
         obs = dict(st.observed)
-        kw = {"max_len": self.max_len, "default_leak": self.default_leak}
-        targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st.question_concepts]))
-        st.graph = {"probabilities": pipe.concept_probabilities(obs, targets, **kw), "counterfactuals": None, "paths": None}
+        st.graph = {"causal_graph": pipe.causal_graph(), "posteriors": None, "interventions": None, "paths": None}
         if self.explain:
-            top = sorted(obs, key=lambda o: (-obs[o], o))[: self.max_cf]
+            targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st.question_concepts]))
+            top = [o for o in sorted(obs, key=lambda o: (-obs[o], o)) if obs[o] > 0.0][: self.max_cf]
+            do = [{o: 0} for o in top]
+            st.trace["do"] = do
             path_targets = list(dict.fromkeys([*self.diagnoses, *st.question_concepts]))
-            st.graph["counterfactuals"] = pipe.counterfactuals(obs, self.diagnoses, top, **kw)
+            st.graph["posteriors"] = pipe.posteriors(obs, targets)
+            st.graph["interventions"] = pipe.interventions(obs, do, self.diagnoses)
             st.graph["paths"] = pipe.paths(obs, path_targets, max_len=self.max_len, limit=3)
         pipe.send(self.executor)
         return st
@@ -149,15 +162,48 @@ class Stage1Cases:
 
 
 class CausalRerank:
-    """MCRAG rerank of the stage-1 candidates from P(c | V_I), the causal filter, then Score.
+    """MCRAG rerank (``causal_rerank.v2``) of the stage-1 candidates by log pG, the causal
+    filter, then Score.
 
-    The probabilities come from :class:`SendGraphCalls` (one ``score_concepts`` query that
-    covers every concept any candidate asserts); each report's mean log-likelihood follows
-    from them (:func:`kgrag.causal.scoring.score_candidates`).
+    log pG(V_D, V_F | V_I) of every candidate comes from one ``score_reports`` statement
+    (:meth:`GraphStore.causal_scores <kgrag.graph.store.GraphStore.causal_scores>`): each
+    claim in V_I is scored against the image's q, every other claim by its noisy-OR CPD
+    given the report's own findings; the prior marginals it needs come from the
+    subgraph :class:`SendGraphCalls` fetched.  ``normalize`` is
+    ``retrieval.causal_normalize`` (sum of the terms, or their mean).  The statement is
+    sent on its own graph pipeline, and the exact inference of :class:`Explain` runs
+    while the engine scores (FalkorDB: pipelined; other backends: on ``executor``);
+    see :meth:`_scores` for how the query waits on the engine only once.
     """
 
-    def __init__(self, assertions: Mapping[str, Mapping[str, str]], *, use_filter: bool = True) -> None:
-        self.assertions, self.use_filter = assertions, use_filter
+    def __init__(self, store, assertions: Mapping[str, Mapping[str, str]], *, normalize: str = "mean",
+                 use_filter: bool = True, executor: Executor | None = None) -> None:
+        self.store, self.assertions, self.normalize, self.use_filter = store, assertions, normalize, use_filter
+        self.executor = executor
+        self._seen = None  # the causal graph of the previous query: its priors are sent before this one's arrives
+
+    def _scores(self, st: QueryState, cands: list[ReportCandidate]) -> list[Any]:
+        """log pG of the candidates, waiting on the engine once.
+
+        ``score_reports`` needs the prior marginals of the graph.  It is sent with those of
+        the graph the previous query saw; while the engine scores, this query's subgraph
+        (sent with V_I) is read and the exact inference the answer needs runs (the
+        ``posteriors`` and ``interventions`` answers keep their value).  If the subgraph
+        differs from the previous one (the graph was edited), the candidates are scored
+        again with its priors, so the result is always that of the current graph."""
+        pending = st.graph.get("causal_graph")
+        guess = self._seen if pending is not None and self._seen is not None else st.graph_result("causal_graph", None)
+        with self.store.pipeline() as calls:
+            scores = calls.causal_scores(cands, st.observed, graph=guess, normalize=self.normalize)
+            calls.send(self.executor)
+            for key in ("posteriors", "interventions"):
+                st.graph_result(key, None)
+            fresh = st.graph_result("causal_graph", None)
+            out = scores.result()
+        if fresh is not None and guess is not fresh and fresh.fingerprint() != guess.fingerprint():
+            out = self.store.causal_scores(cands, st.observed, graph=fresh, normalize=self.normalize)
+        self._seen = fresh
+        return out
 
     def candidates(self, hits: Sequence[Hit]) -> list[ReportCandidate]:
         cs = []
@@ -171,7 +217,7 @@ class CausalRerank:
         hits = st.candidates
         if not hits:
             return st
-        scores = scoring.score_candidates(st.graph_result("probabilities", {}), self.candidates(hits))
+        scores = self._scores(st, self.candidates(hits))
         dropped = []
         for h, s in zip(hits, scores, strict=True):
             h.causal_loglik = s.loglik
@@ -186,7 +232,8 @@ class CausalRerank:
             h.score = float(v)
         keep.sort(key=lambda h: -h.score)
         st.candidates = keep
-        st.trace["causal_rerank"] = {"scheme": rr.SCHEME, "alpha": st.alpha, "dropped": dropped}
+        st.trace["causal_rerank"] = {"scheme": rr.SCHEME, "alpha": st.alpha, "normalize": self.normalize,
+                                     "dropped": dropped}
         return st
 
 
@@ -270,24 +317,28 @@ class Stage2Definitions:
 
 
 class Explain:
-    """Diagnoses given V_I with their strongest paths and counterfactuals, read from
-    :class:`SendGraphCalls`' calls."""
+    """Each diagnosis with its exact posterior P(d | V_I), its strongest paths, and the
+    real interventions do(F = 0) of the strongest V_I concepts that are its ancestors
+    (graph surgery, then exact inference), read from :class:`SendGraphCalls`' calls."""
 
     def __init__(self, diagnoses: Sequence[str]) -> None:
         self.diagnoses = list(diagnoses)
 
     def run(self, st: QueryState) -> QueryState:
-        probs = st.graph_result("probabilities", {})
+        post = st.graph_result("posteriors", {})
         paths = st.graph_result("paths", {})
-        cf_all = st.graph_result("counterfactuals", {})
+        done = st.graph_result("interventions", [])
+        graph = st.graph_result("causal_graph", None)
+        do = st.trace.get("do", [])
         out = []
-        for d in sorted(self.diagnoses, key=lambda d: (-probs[d], d)):
-            ps = paths.get(d, [])
-            starts = {p.nodes[0] for p in ps}
-            cf = [{"remove": x["remove"], "probability": round(x["probability"], 6)}
-                  for x in cf_all.get(d, []) if x["remove"] in starts]
-            out.append({"concept": d, "probability": round(probs[d], 6),
-                        "paths": [{"nodes": p.nodes, "strength": round(p.strength, 6)} for p in ps],
+        for d in sorted(self.diagnoses, key=lambda d: (-post.get(d, 0.0), d)):
+            if d not in post:
+                continue
+            anc = graph.ancestors([d]) - {d} if graph is not None else set()
+            cf = [{"do": dict(ds), "probability": round(res[d], 6)}
+                  for ds, res in zip(do, done, strict=False) if d in res and set(ds) <= anc]
+            out.append({"concept": d, "probability": round(post[d], 6),
+                        "paths": [{"nodes": p.nodes, "strength": round(p.strength, 6)} for p in paths.get(d, [])],
                         "counterfactual": cf})
         st.diagnoses = out
         return st

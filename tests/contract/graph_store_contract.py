@@ -143,9 +143,6 @@ class GraphStoreContract:
         tiny.upsert_edges([{"src": "c", "dst": "a", "p": 0.1, "status": "accepted"}])
         cycles = scoring.find_cycles(tiny.edges())
         assert cycles and all(set(c) <= {"a", "b", "c"} for c in cycles)
-        # the engine still answers on a cyclic graph: simple paths only
-        probs = tiny.concept_probabilities({"a": 1.0}, ["c"])
-        assert probs["c"] == pytest.approx(scoring.concept_probabilities(tiny.edges(), {"a": 1.0}, ["c"])["c"], abs=1e-9)
 
     # -- whole graph --------------------------------------------------------------
     def test_export_import_roundtrip_and_version(self, tiny, store_factory):
@@ -170,116 +167,32 @@ class GraphStoreContract:
         assert store.study_ids() == {"s1"} and store.counts()["asserts"] == 0
 
     # -- causal scoring: hand-computed values and the Python reference ----------------
-    def test_concept_probabilities_hand_computed(self, tiny):
-        p = tiny.concept_probabilities({"a": 1.0}, ["a", "b", "c", "d", "unknown"], default_leak=0.01)
-        # b: 1 - (1-0.01)(1-0.5)              = 1 - 0.99*0.5       = 0.505
-        # c: paths a->b->c (0.5*0.4=0.2), a->c (0.2): 1 - 0.99*0.8*0.8 = 0.3664
-        # d: only a proposed edge -> leak      = 0.01
-        # a: observed with q=1                 = 1.0
-        assert p["b"] == pytest.approx(0.505, abs=1e-9)
-        assert p["c"] == pytest.approx(0.3664, abs=1e-9)
-        assert p["d"] == pytest.approx(0.01, abs=1e-9)
-        assert p["a"] == pytest.approx(1.0, abs=1e-9)
-        assert p["unknown"] == pytest.approx(0.01, abs=1e-9)
-        # soft evidence q=0.9: c = 1 - 0.99*(1-0.18)*(1-0.18) = 1 - 0.99*0.6724 = 0.334324
-        assert tiny.concept_probabilities({"a": 0.9}, ["c"])["c"] == pytest.approx(0.334324, abs=1e-9)
-
-    def test_max_len_limits_paths(self, tiny):
-        # with max_len 1 only a->c counts: 1 - 0.99*0.8 = 0.208
-        assert tiny.concept_probabilities({"a": 1.0}, ["c"], max_len=1)["c"] == pytest.approx(0.208, abs=1e-9)
-
-    def test_counterfactuals_hand_computed_in_one_query(self, tiny):
-        obs = {"a": 0.9, "b": 0.6}
-        cf = tiny.counterfactuals(obs, ["b", "c"], ["a", "b", "d"], default_leak=0.01)
-        # without a: b = 1 - 0.99*(1-0.6) = 0.604; c only via b->c (0.6*0.4 = 0.24): 1 - 0.99*0.76 = 0.2476
-        # without b: b = 1 - 0.99*(1-0.45) = 0.4555; c via a->c (0.18) and a->b->c (0.9*0.5*0.4 = 0.18):
-        #            1 - 0.99*0.82*0.82 = 0.334324
-        # d is not observed: leaving it out changes nothing, c = 1 - 0.99*0.82*0.82*0.76 = 0.49408624
-        assert [x["remove"] for x in cf["c"]] == ["a", "b", "d"]
-        assert [x["probability"] for x in cf["b"]] == pytest.approx([0.604, 0.4555, 1 - 0.99 * 0.4 * 0.55], abs=1e-9)
-        assert [x["probability"] for x in cf["c"]] == pytest.approx([0.2476, 0.334324, 0.49408624], abs=1e-9)
-        ref = scoring.counterfactuals(tiny.edges(), obs, ["b", "c"], removals=["a", "b", "d"])
-        for t in ("b", "c"):
-            assert [x["probability"] for x in cf[t]] == pytest.approx([x["probability"] for x in ref[t]], abs=1e-9)
-        full = tiny.concept_probabilities(obs, ["c"])
-        assert full["c"] == pytest.approx(0.49408624, abs=1e-9)
-        assert tiny.counterfactuals(obs, ["c"], []) == {"c": []}
-        with pytest.raises(InputError):
-            tiny.counterfactuals(obs, ["c"], [""])
-
-    def test_scores_match_reference_on_random_graph(self, store):
-        import random
-
-        rnd = random.Random(7)
-        imgs = [f"i{k}" for k in range(4)]
-        finds = [f"f{k}" for k in range(5)]
-        diags = [f"d{k}" for k in range(3)]
-        store.upsert_concepts([{"id": x, "role": "ImageFinding"} for x in imgs]
-                              + [{"id": x, "role": "Finding"} for x in finds]
-                              + [{"id": x, "role": "Diagnosis", "leak": 0.02 + 0.01 * k} for k, x in enumerate(diags)])
-        edges = []
-        for s in imgs:
-            for d in rnd.sample(finds, 3):
-                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": rnd.choice(["accepted", "accepted", "proposed"])})
-        for i, s in enumerate(finds):
-            for d in finds[i + 1:]:
-                if rnd.random() < 0.3:
-                    edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
-            for d in rnd.sample(diags, 2):
-                edges.append({"src": s, "dst": d, "p": round(rnd.random(), 3), "status": "accepted"})
-        store.upsert_edges(edges)
-        leaks = {c["id"]: c["leak"] for c in store.concepts()}
-        observed = {"i0": 0.9, "i2": 0.4, "f1": 1.0}
-        targets = finds + diags + imgs
-        got = store.concept_probabilities(observed, targets, default_leak=0.01)
-        ref = scoring.concept_probabilities(edges, observed, targets, leaks=leaks, default_leak=0.01)
-        for t in targets:
-            assert got[t] == pytest.approx(ref[t], abs=1e-9), t
-        gc = store.counterfactuals(observed, targets, list(observed))
-        rc = scoring.counterfactuals(edges, observed, targets, leaks=leaks, default_leak=0.01)
-        for t in targets:
-            assert [x["remove"] for x in gc[t]] == [x["remove"] for x in rc[t]]
-            assert [x["probability"] for x in gc[t]] == pytest.approx([x["probability"] for x in rc[t]], abs=1e-9), t
-        gp = store.paths(observed, diags, limit=50)
-        rp = scoring.paths(edges, observed, diags, limit=50)
-        for d in diags:
-            assert sorted((tuple(p.nodes), round(p.strength, 9)) for p in gp[d]) == sorted(
-                (tuple(p.nodes), round(p.strength, 9)) for p in rp[d])
-
-    def test_pipeline_answers_equal_the_direct_calls(self, tiny):
-        obs = {"a": 0.9, "b": 0.6}
-        pipe = tiny.pipeline()
-        pr = pipe.concept_probabilities(obs, ["b", "c", "x"])
-        none = pipe.concept_probabilities(obs, [])
-        cf = pipe.counterfactuals(obs, ["c"], ["a", "b"])
-        ps = pipe.paths(obs, ["c"], limit=5)
-        pipe.send()
-        # read out of order: later answers first
-        assert ps.result() == tiny.paths(obs, ["c"], limit=5)
-        assert pr.result() == pytest.approx(tiny.concept_probabilities(obs, ["b", "c", "x"]), abs=1e-12)
-        assert pr.result()["c"] == pytest.approx(0.49408624, abs=1e-9)
-        assert none.result() == {}
-        assert cf.result() == tiny.counterfactuals(obs, ["c"], ["a", "b"])
-        pipe.close()
-        with pytest.raises(GraphStoreError, match="sent already"):
-            pipe.paths(obs, ["c"])
-
     def test_pipeline_unread_replies_do_not_leak_into_later_calls(self, tiny):
         for _ in range(3):
             pipe = tiny.pipeline()
-            pipe.concept_probabilities({"a": 1.0}, ["c"])
+            pipe.posteriors({"a": 1.0}, ["c"])
             pipe.paths({"a": 1.0}, ["c"])
+            pipe.causal_scores([ReportCandidate("r", ["c"])], {"a": 1.0}, graph=tiny.causal_graph())
             pipe.send()
             pipe.close()  # nothing read
-        assert tiny.concept_probabilities({"a": 1.0}, ["c"])["c"] == pytest.approx(0.3664, abs=1e-9)
+        assert tiny.posteriors({"a": 1.0}, ["c"])["c"] == pytest.approx(0.367984, abs=1e-9)
         assert len(tiny.edges("accepted")) == 3
 
     def test_pipeline_bad_input_is_refused_before_sending(self, tiny):
         pipe = tiny.pipeline()
         with pytest.raises(InputError):
-            pipe.concept_probabilities({"a": 1.5}, ["c"])
+            pipe.posteriors({"a": 1.5}, ["c"])
         with pytest.raises(InputError):
-            pipe.counterfactuals({"a": 1.0}, ["c"], ["  a"])
+            pipe.interventions({"a": 1.0}, [{"  a": 0}])
+        with pytest.raises(InputError):
+            pipe.causal_scores([ReportCandidate("r", ["c"])], {"a": -0.1}, graph=tiny.causal_graph())
+        pipe.send()
+        with pytest.raises(GraphStoreError, match="sent already"):
+            pipe.paths({"a": 1.0}, ["c"])
+
+    def test_paths_max_len(self, tiny):
+        assert [p.nodes for p in tiny.paths({"a": 1.0}, ["c"], max_len=1)["c"]] == [["a", "c"]]
+        assert tiny.paths({"a": 0.0}, ["c"]) == {"c": []}  # a concept the query says is absent explains nothing
 
     def test_paths_strongest_first(self, tiny):
         got = tiny.paths({"a": 1.0}, ["c", "d"])

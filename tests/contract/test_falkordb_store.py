@@ -45,7 +45,7 @@ class TestFalkorDBStore(GraphStoreContract):
         with pytest.raises(CypherError, match="bad.cypher"):
             readers[1]()
         assert readers[2]() == [{"x": "it's"}]
-        assert store.concept_probabilities({}, ["nothing"]) == {"nothing": pytest.approx(0.01)}
+        assert store.posteriors({}, ["nothing"]) == {"nothing": pytest.approx(0.01)}
 
     def test_pipeline_survives_a_killed_server(self, tmp_path):
         import os
@@ -60,10 +60,10 @@ class TestFalkorDBStore(GraphStoreContract):
             s = FalkorDBStore.from_server(srv, "g")
             s.ensure_schema()
             s.upsert_concepts([{"id": "a", "role": "Finding", "leak": 0.2}])
-            assert s.concept_probabilities({}, ["a"]) == {"a": pytest.approx(0.2)}
+            assert s.posteriors({}, ["a"]) == {"a": pytest.approx(0.2)}
             os.kill(srv.pid(), signal.SIGKILL)
             pipe = s.pipeline()
-            got = pipe.concept_probabilities({}, ["a"])
+            got = pipe.posteriors({}, ["a"])
             pipe.send()
             # the plain path restarts the embedded server; the AOF brought the concept back
             assert got.result() == {"a": pytest.approx(0.2)}
@@ -80,3 +80,4 @@ class TestFalkorDBStore(GraphStoreContract):
         assert store.posteriors({"a`b": 1.0}, ["c"])["c"] == pytest.approx(1 - 0.99 * 0.5)  # inference is Python
         with pytest.raises(InputError, match="backtick"):
             store.causal_scores([ReportCandidate("r", ["c"])], {})
+

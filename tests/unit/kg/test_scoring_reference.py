@@ -1,11 +1,9 @@
-"""The pure-Python reference against values computed by hand."""
-
-import math
+"""The path reference (explanations) and the cycle check, against values computed by hand."""
 
 import pytest
 
-from kgrag.causal import scoring
-from kgrag.types import ReportCandidate
+from kgrag.causal import inference, scoring
+from kgrag.causal.network import CausalGraph
 
 EDGES = [
     {"src": "a", "dst": "b", "p": 0.5, "status": "accepted"},
@@ -16,47 +14,24 @@ EDGES = [
 ]
 
 
-def test_probabilities_by_hand():
-    p = scoring.concept_probabilities(EDGES, {"a": 1.0}, ["b", "c", "e", "x"], default_leak=0.01)
-    assert p["b"] == pytest.approx(1 - 0.99 * 0.5, abs=1e-12)              # 0.505
-    assert p["c"] == pytest.approx(1 - 0.99 * 0.8 * 0.8, abs=1e-12)        # 0.3664
-    # e: paths a->b->c->e (0.1), a->c->e (0.1); length 3 and 2
-    assert p["e"] == pytest.approx(1 - 0.99 * 0.9 * 0.9, abs=1e-12)        # 0.1981
-    assert p["x"] == pytest.approx(0.01, abs=1e-12)                          # rejected edge unused
-
-
-def test_max_len_and_leaks():
-    p = scoring.concept_probabilities(EDGES, {"a": 1.0}, ["e"], max_len=2, leaks={"e": 0.1})
-    # only a->c->e (0.1) has <= 2 edges: 1 - 0.9 * 0.9 = 0.19
-    assert p["e"] == pytest.approx(0.19, abs=1e-12)
-
-
-def test_observed_target_and_soft_evidence():
-    p = scoring.concept_probabilities(EDGES, {"a": 0.5, "b": 0.2}, ["b"], default_leak=0.0)
-    # b observed q=0.2 and path a->b strength 0.5*0.5=0.25: 1 - 0.8 * 0.75 = 0.4
-    assert p["b"] == pytest.approx(0.4, abs=1e-12)
-
-
-def test_candidate_scores_by_hand():
-    got = scoring.candidate_scores(EDGES, [ReportCandidate("r", ["b"], ["c"]), ReportCandidate("z")], {"a": 1.0})
-    expected = (math.log(0.505) + math.log(1 - 0.3664)) / 2
-    assert got[0].loglik == pytest.approx(expected, abs=1e-12) and got[0].n == 2
-    assert got[1].loglik is None
-
-
-def test_log_is_clipped():
-    got = scoring.candidate_scores(EDGES, [ReportCandidate("r", [], ["a"])], {"a": 1.0})
-    assert got[0].loglik == pytest.approx(math.log(1e-6))
-
-
-def test_paths_and_counterfactuals():
-    ps = scoring.paths(EDGES, {"a": 1.0}, ["e"])
+def test_path_strengths_by_hand():
+    ps = scoring.paths(EDGES, {"a": 1.0}, ["e", "x"])
+    # a->b->c->e: 0.5 * 0.4 * 0.5 = 0.1; a->c->e: 0.2 * 0.5 = 0.1; the rejected edge forms no path
     assert sorted(p.nodes for p in ps["e"]) == [["a", "b", "c", "e"], ["a", "c", "e"]]
-    assert all(p.strength == pytest.approx(0.1) for p in ps["e"])
-    cf = scoring.counterfactuals(EDGES, {"a": 1.0, "b": 1.0}, ["c"])
-    # remove a: only b->c (0.4): 1 - 0.99*0.6 = 0.406 ; remove b: a->c, a->b->c: 0.3664
-    assert cf["c"][0] == {"remove": "a", "probability": pytest.approx(0.406)}
-    assert cf["c"][1] == {"remove": "b", "probability": pytest.approx(0.3664)}
+    assert all(p.strength == pytest.approx(0.1, abs=1e-12) for p in ps["e"])
+    assert ps["x"] == []
+    # soft q scales the strength; max_len drops the long path; q = 0 starts no path
+    ps = scoring.paths(EDGES, {"a": 0.5, "b": 0.0}, ["e"], max_len=2)
+    assert [(p.nodes, round(p.strength, 12)) for p in ps["e"]] == [(["a", "c", "e"], 0.05)]
+
+
+def test_path_strengths_are_not_probabilities():
+    # noisy-OR over the two paths to e would give 1 - 0.99 * 0.9 * 0.9 = 0.1981; they share a -> ... -> c -> e.
+    # Exact: P(c | a=1) = 0.505 * 0.5248 + 0.495 * 0.208 = 0.367984; P(e) = 0.367984 * 0.505 + 0.632016 * 0.01
+    g = CausalGraph.from_edges(EDGES, {}, default_leak=0.01)
+    p = inference.posteriors(g, {"a": 1.0}, ["e"])["e"]
+    assert p == pytest.approx(0.367984 * 0.505 + 0.632016 * 0.01, abs=1e-12)
+    assert abs(p - 0.1981) > 0.005
 
 
 def test_find_cycles():

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from kgrag.causal import scoring
+from kgrag.causal import inference, likelihood, scoring
+from kgrag.causal.network import CausalGraph
 from kgrag.errors import InputError, TestLeakError
 from kgrag.graph.graph_pipeline import Pending
 from kgrag.model.fusion import FusionWeights
@@ -19,6 +20,7 @@ from kgrag.types import Mention
 
 EDGES = [{"src": "lung_opacity", "dst": "consolidation", "p": 0.8, "status": "accepted"},
          {"src": "consolidation", "dst": "pneumonia", "p": 0.9, "status": "accepted"}]
+GRAPH = CausalGraph.from_edges(EDGES, {}, default_leak=0.01)
 IDS = ["s1", "s2", "s3", "t1"]
 # unit vectors: s1 is closest to the query, then s2, then s3
 VEC = {"s1": [1.0, 0.0], "s2": [0.8, 0.6], "s3": [0.0, 1.0], "t1": [0.99, 0.14]}
@@ -51,24 +53,30 @@ class FakeIndex:
 
 
 class FakeCalls:
-    """A graph pipeline answering from the pure-Python reference."""
+    """A graph pipeline answering from the pure-Python references."""
 
     def __init__(self, log):
         self.log, self.sent, self.closed = log, False, False
 
-    def concept_probabilities(self, obs, targets, **kw):
-        self.log.append("probabilities")
-        return Pending(lambda: scoring.concept_probabilities(EDGES, obs, targets, max_len=kw["max_len"],
-                                                             default_leak=kw["default_leak"]))
+    def causal_graph(self):
+        self.log.append("causal_graph")
+        return Pending(lambda: GRAPH)
 
-    def counterfactuals(self, obs, targets, removals, **kw):
-        self.log.append("counterfactuals")
-        return Pending(lambda: scoring.counterfactuals(EDGES, obs, targets, removals=removals, max_len=kw["max_len"],
-                                                       default_leak=kw["default_leak"]))
+    def posteriors(self, obs, targets=None):
+        self.log.append("posteriors")
+        return Pending(lambda: inference.posteriors(GRAPH, obs, targets))
+
+    def interventions(self, obs, do, targets=None):
+        self.log.append("interventions")
+        return Pending(lambda: inference.interventions(GRAPH, obs, do, targets))
 
     def paths(self, obs, targets, **kw):
         self.log.append("paths")
         return Pending(lambda: scoring.paths(EDGES, obs, targets, **kw))
+
+    def causal_scores(self, candidates, observed, *, graph=None, normalize="mean"):
+        self.log.append("causal_scores")
+        return Pending(lambda: likelihood.score_reports(graph or GRAPH, candidates, observed, normalize=normalize))
 
     def send(self, executor=None):
         self.sent = True
@@ -93,6 +101,10 @@ class FakeStore:
     def pipeline(self):
         self.calls.append(FakeCalls(self.log))
         return self.calls[-1]
+
+    def causal_scores(self, candidates, observed, *, graph=None, normalize="mean"):
+        self.log.append("causal_scores")
+        return likelihood.score_reports(graph or GRAPH, candidates, observed, normalize=normalize)
 
     def close(self):
         self.closed = True
@@ -154,7 +166,8 @@ class FakeExtractor:
 
 
 def _settings(**retrieval):
-    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_threshold": None, **retrieval}
+    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_threshold": None,
+         "causal_normalize": "mean", **retrieval}
     return SimpleNamespace(retrieval=SimpleNamespace(**r), kg=SimpleNamespace(max_path_len=3, default_leak=0.01))
 
 
@@ -201,40 +214,93 @@ def test_run_follows_the_stage_order_and_closes_the_graph_calls(tmp_path):
                      "GuardTestSplit", "Stage2Definitions", "Explain", "FetchSentences"]
     calls = pipe.store.calls[-1]
     assert calls.sent and calls.closed
-    assert pipe.store.log == ["probabilities", "counterfactuals", "paths"]
+    assert pipe.store.log == ["causal_graph", "posteriors", "interventions", "paths", "causal_scores"]
+    pn = next(d for d in res["diagnoses"] if d["concept"] == "pneumonia")
+    assert pn["counterfactual"] == [{"do": {"lung_opacity": 0}, "probability": pytest.approx(0.01891, abs=1e-6)}]
     assert [e["rank"] for e in res["evidence"]] == [1, 2]
     assert res["config"]["graph_version"] == "g-test" and res["config"]["index_version"] == "idx-1"
 
 
-def test_observe_findings_thresholds_image_and_reads_findings_text():
-    st = QueryState(query=Query(findings="Patchy opacity.", question="Any effusion?"), k=1, n=1, alpha=0.5,
-                    rerank="none", images=[np.zeros((4, 4), np.float32)])
+def test_observe_findings_keeps_every_predicted_concept_and_reads_findings_text():
+    st = QueryState(query=Query(findings="Patchy opacity, no effusion.", question="Any effusion?"), k=1, n=1,
+                    alpha=0.5, rerank="none", images=[np.zeros((4, 4), np.float32)])
     st = stages.ObserveFindings(FakeModel(q=0.3), FakeExtractor()).run(st)
-    # nodule (0.05) is under OBSERVE_MIN_Q; the findings text states the opacity present (certain)
-    assert st.observed == {"lung_opacity": 1.0}
+    # every concept the head predicts is in V_I, however low; the findings text states the opacity
+    # present (1) and effusion absent (0)
+    assert st.observed == {"lung_opacity": 1.0, "nodule": 0.05, "pleural_effusion": 0.0}
     assert [f["concept"] for f in st.image_findings] == ["lung_opacity", "nodule"]
     assert st.question_concepts == ["pleural_effusion"]
 
 
-def test_causal_rerank_prefers_the_report_the_graph_supports():
-    """V_I: lung_opacity 0.9 → P(consolidation) and P(pneumonia) are high, so s2
-    (asserting both present) outranks s1 (denying both) at alpha = 0."""
+def test_causal_rerank_scores_log_pg_of_each_report():
+    """V_I: lung_opacity 0.9.  s2 asserts consolidation and pneumonia: consolidation is not in
+    V_I, so its CPD with the parent at q: 1 - 0.99 (1 - 0.8 * 0.9) = 0.7228; pneumonia's parent
+    consolidation is stated present by s2 itself: 1 - 0.99 * 0.1 = 0.901.  s1 denies both:
+    1 - 0.7228 and, with consolidation stated absent, 1 - 0.01."""
     st = QueryState(query=Query(), k=3, n=3, alpha=0.0, rerank="causal", observed={"lung_opacity": 0.9})
-    targets = ["consolidation", "pneumonia", "lung_opacity"]
-    probs = scoring.concept_probabilities(EDGES, st.observed, targets, max_len=3, default_leak=0.01)
-    st.graph = {"probabilities": Pending(lambda: probs)}
+    st.graph = {"causal_graph": Pending(lambda: GRAPH)}
     st.candidates = [Hit("s1", {"fused": 0.9}), Hit("s2", {"fused": 0.1}), Hit("s3", {"fused": 0.5})]
-    st = stages.CausalRerank(ASSERTIONS, use_filter=False).run(st)
+    store = FakeStore()
+    st = stages.CausalRerank(store, ASSERTIONS, use_filter=False).run(st)
     assert [h.id for h in st.candidates][0] == "s2"
-    s2 = next(h for h in st.candidates if h.id == "s2")
-    want = (np.log(probs["consolidation"]) + np.log(probs["pneumonia"])) / 2
-    assert s2.causal_loglik == pytest.approx(want, abs=1e-12)
-    s3 = next(h for h in st.candidates if h.id == "s3")
-    assert s3.causal_loglik is None  # asserts nothing → minimum causal term
+    got = {h.id: h.causal_loglik for h in st.candidates}
+    assert got["s2"] == pytest.approx((np.log(0.7228) + np.log(0.901)) / 2, abs=1e-12)
+    assert got["s1"] == pytest.approx((np.log(1 - 0.7228) + np.log(0.99)) / 2, abs=1e-12)
+    assert got["s3"] is None  # asserts nothing → minimum causal term
+    assert st.trace["causal_rerank"]["scheme"] == "causal_rerank.v2"
+    st = stages.CausalRerank(store, ASSERTIONS, normalize="sum", use_filter=False).run(st)
+    assert {h.id: h.causal_loglik for h in st.candidates}["s2"] == pytest.approx(np.log(0.7228) + np.log(0.901))
     # alpha = 1 is similarity order
     st.alpha = 1.0
-    st = stages.CausalRerank(ASSERTIONS, use_filter=False).run(st)
+    st = stages.CausalRerank(store, ASSERTIONS, use_filter=False).run(st)
     assert [h.id for h in st.candidates] == ["s1", "s3", "s2"]
+
+
+def test_causal_rerank_rescores_when_the_graph_changed_since_the_last_query():
+    """The statement goes out with the previous query's priors; a changed graph is scored again."""
+    store = FakeStore()
+    rerank = stages.CausalRerank(store, ASSERTIONS, use_filter=False)
+
+    def query(graph):
+        # no V_I: s2's and s1's claims of consolidation read lung_opacity's prior marginal (its leak)
+        st = QueryState(query=Query(), k=3, n=3, alpha=0.0, rerank="causal", observed={})
+        st.graph = {"causal_graph": Pending(lambda: graph)}
+        st.candidates = [Hit("s1", {"fused": 0.9}), Hit("s2", {"fused": 0.1})]
+        got = {h.id: h.causal_loglik for h in rerank.run(st).candidates}
+        want = {r.id: r.loglik for r in likelihood.score_reports(graph, rerank.candidates(st.candidates), {})}
+        assert got == pytest.approx(want, abs=1e-12)
+        return got
+
+    first = query(GRAPH)
+    assert store.log.count("causal_scores") == 1
+    changed = CausalGraph.from_edges(EDGES, {"lung_opacity": 0.5}, default_leak=0.01)  # a new leak, new priors
+    assert query(changed) != pytest.approx(first)
+    assert store.log.count("causal_scores") == 3  # sent with the old priors, then again with the current ones
+    query(changed)
+    assert store.log.count("causal_scores") == 4  # unchanged graph: one statement
+
+
+def test_causal_filter_drops_reports_that_deny_what_the_image_shows():
+    st = QueryState(query=Query(), k=3, n=3, alpha=0.5, rerank="causal", observed={"consolidation": 0.95})
+    st.graph = {"causal_graph": Pending(lambda: GRAPH)}
+    st.candidates = [Hit("s1", {"fused": 0.9}), Hit("s2", {"fused": 0.1})]
+    st = stages.CausalRerank(FakeStore(), ASSERTIONS).run(st)
+    assert [h.id for h in st.candidates] == ["s2"]
+    assert "denies consolidation" in st.trace["causal_rerank"]["dropped"][0]["reason"]
+
+
+def test_explain_gives_exact_posteriors_and_real_interventions():
+    st = QueryState(query=Query(), k=1, n=1, alpha=0.5, rerank="none", observed={"lung_opacity": 0.9})
+    st.graph_calls = FakeCalls([])
+    st = stages.SendGraphCalls(["consolidation", "pneumonia", "lung_opacity"], ["pneumonia"], max_len=3).run(st)
+    assert st.trace["do"] == [{"lung_opacity": 0}]
+    st = stages.Explain(["pneumonia"]).run(st)
+    (pn,) = st.diagnoses
+    # P(pneumonia | V_I) = 1 - 0.99 (1 - 0.9 * 0.7228); do(lung_opacity = 0): consolidation = 0.01,
+    # pneumonia = 1 - 0.99 (1 - 0.009)
+    assert pn["probability"] == pytest.approx(1 - 0.99 * (1 - 0.9 * 0.7228), abs=1e-6)
+    assert pn["counterfactual"] == [{"do": {"lung_opacity": 0}, "probability": pytest.approx(1 - 0.99 * 0.991, abs=1e-6)}]
+    assert pn["paths"][0]["nodes"] == ["lung_opacity", "consolidation", "pneumonia"]
 
 
 def test_no_rerank_and_pagerank_set_scores():
