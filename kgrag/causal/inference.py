@@ -20,9 +20,11 @@ decomposed into a chain of three-variable factors (Heckerman's temporal
 decomposition: a_1 = leak OR (u_1 AND p_1), a_j = a_{j-1} OR (u_j AND p_j)), which is
 exact and keeps cliques small.  Numbers are filled in per call and both passes of
 sum-product message passing run for all scenarios at once (a leading batch axis
-on every table), so one call answers V_I and each do() scenario together.  A
-clamped concept keeps its place in the structure with a CPD that ignores its
-parents, which is the same distribution as cutting its incoming edges.
+on every table), so one call answers V_I and each do() scenario together.  The
+concepts every scenario clamps (V_I) lose their incoming edges in the compiled
+structure; a concept clamped in some scenarios only (a do() outside V_I) keeps its
+place with a CPD that ignores its parents there, which is the same distribution as
+cutting its incoming edges.
 
 The pure enumeration over all 2^n joint states (:func:`brute_force_marginals`) is
 the reference for small graphs; tests also compare with pgmpy's
@@ -46,9 +48,12 @@ from kgrag.errors import InputError
 MAX_DIRECT_PARENTS = 3
 #: cliques larger than this (2^22 entries per scenario) are refused
 MAX_CLIQUE_VARS = 22
+#: one junction tree for all targets while its cliques stay this small, else one per ancestral set
+SINGLE_TREE_MAX_CLIQUE = 10
 _LETTERS = string.ascii_letters
-_COMPILED: dict[tuple[str, frozenset[str]], _Compiled] = {}
-_COMPILED_MAX = 16
+_COMPILED: dict[tuple[str, frozenset[str]], _Compiled | InputError] = {}
+_COMPILED_MAX = 4096
+_GROUPS: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple[frozenset[str], list[str]]]] = {}
 _PRIORS: dict[str, dict[str, float]] = {}
 _PRIORS_MAX = 16
 
@@ -79,10 +84,18 @@ def marginals_batch(graph: CausalGraph, scenarios: Sequence[Scenario], targets: 
         return [{} for _ in scenarios]
     scen = [_checked(s) for s in scenarios]
     graph = graph.with_extra_nodes([*targets, *(v for s in scen for v in (*s.clamp, *s.evidence))])
+    # concepts every scenario clamps (V_I) lose their parents in the structure itself; a
+    # concept only some scenarios clamp keeps them, with a CPD that ignores them there
+    common = set.intersection(*(set(s.clamp) for s in scen))
+    if common:
+        graph = CausalGraph(graph.leaks, {v: ps for v, ps in graph.parents.items() if v not in common},
+                            graph.default_leak)
     ev_nodes = sorted({v for s in scen for v in s.evidence})
-    relevant = frozenset(graph.ancestors([*targets, *ev_nodes]))
-    comp = _compiled(graph, relevant)
-    return comp.run(graph, scen, targets)
+    out: list[dict[str, float]] = [{} for _ in scen]
+    for relevant, members in _groups(graph, targets, ev_nodes):
+        for acc, got in zip(out, _compiled(graph, relevant).run(graph, scen, members), strict=True):
+            acc.update(got)
+    return [{t: m[t] for t in targets} for m in out]
 
 
 def posteriors(graph: CausalGraph, observed: Mapping[str, float], targets: Iterable[str] | None = None
@@ -98,16 +111,20 @@ def interventions(graph: CausalGraph, observed: Mapping[str, float], do: Sequenc
     return marginals_batch(graph, [Scenario({**observed, **d}) for d in do], targets)
 
 
-def prior_marginals(graph: CausalGraph) -> dict[str, float]:
-    """Every concept's marginal with nothing observed (cached per graph fingerprint)."""
+def prior_marginals(graph: CausalGraph, nodes: Iterable[str] | None = None) -> dict[str, float]:
+    """The marginals of ``nodes`` (every concept when None) with nothing observed, cached
+    per graph fingerprint: each is computed once per graph and process."""
+    nodes = graph.nodes if nodes is None else list(dict.fromkeys(nodes))
     fp = graph.fingerprint()
     got = _PRIORS.get(fp)
     if got is None:
-        got = marginals(graph)
         if len(_PRIORS) >= _PRIORS_MAX:
             _PRIORS.pop(next(iter(_PRIORS)))
-        _PRIORS[fp] = got
-    return dict(got)
+        got = _PRIORS[fp] = {}
+    missing = [v for v in nodes if v not in got]
+    if missing:
+        got.update(marginals(graph, missing))
+    return {v: got[v] for v in nodes}
 
 
 def brute_force_marginals(graph: CausalGraph, targets: Iterable[str] | None = None, *,
@@ -140,6 +157,55 @@ def brute_force_marginals(graph: CausalGraph, targets: Iterable[str] | None = No
 
 
 # -- internals ----------------------------------------------------------------------------
+def _groups(graph: CausalGraph, targets: list[str], evidence: list[str]) -> list[tuple[frozenset[str], list[str]]]:
+    key = (graph.structure_key(), tuple(targets), tuple(evidence))
+    got = _GROUPS.get(key)
+    if got is None:
+        got = _make_groups(graph, targets, evidence)
+        if len(_GROUPS) >= _COMPILED_MAX:
+            _GROUPS.pop(next(iter(_GROUPS)))
+        _GROUPS[key] = got
+    return got
+
+
+def _make_groups(graph: CausalGraph, targets: list[str], evidence: list[str]) -> list[tuple[frozenset[str], list[str]]]:
+    """Which junction trees answer ``targets``: one over the ancestors of all of them (and
+    of the evidence) when its cliques stay small; otherwise one per ancestral set, the
+    targets whose ancestors lie inside a larger target's set answered with it.  A
+    target's marginal needs only its ancestors and the evidence's (the rest is barren),
+    and the moral graph of an ancestral set is an induced subgraph of the whole one, so
+    a group's cliques are never larger; splitting pays when V_I cuts the graph into
+    small pieces that one tree would moralise together."""
+    anc_e = graph.ancestors(evidence) if evidence else set()
+    union = frozenset(graph.ancestors(targets) | anc_e)
+    try:
+        if _compiled(graph, union).max_clique <= SINGLE_TREE_MAX_CLIQUE:
+            return [(union, targets)]
+    except InputError:  # too wide as one tree: the groups may still fit
+        pass
+    anc = _ancestor_sets(graph, union)
+    groups: list[tuple[frozenset[str], list[str]]] = []
+    for t in sorted(targets, key=lambda t: (-len(anc[t]), t)):
+        for rel, members in groups:
+            if anc[t] <= rel:
+                members.append(t)
+                break
+        else:
+            groups.append((frozenset(anc[t] | anc_e), [t]))
+    return groups
+
+
+def _ancestor_sets(graph: CausalGraph, nodes: frozenset[str]) -> dict[str, frozenset[str]]:
+    """Each node's ancestral set (itself included), parents first."""
+    out: dict[str, frozenset[str]] = {}
+    for v in graph.topological_order(nodes):
+        a = {v}
+        for u, _ in graph.parents_of(v):
+            a |= out[u]
+        out[v] = frozenset(a)
+    return out
+
+
 def _checked(s: Scenario) -> Scenario:
     clamp = {str(k): check_probability(f"the value of {k!r}", v) for k, v in s.clamp.items()}
     ev = {}
@@ -151,13 +217,20 @@ def _checked(s: Scenario) -> Scenario:
 
 
 def _compiled(graph: CausalGraph, relevant: frozenset[str]) -> _Compiled:
+    """The junction tree of ``relevant`` (cached per structure; a structure too wide to
+    compile is remembered too, so it is not triangulated again on every call)."""
     key = (graph.structure_key(), relevant)
     comp = _COMPILED.get(key)
     if comp is None:
-        comp = _Compiled(graph, relevant)
+        try:
+            comp = _Compiled(graph, relevant)
+        except InputError as e:
+            comp = e
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = comp
+    if isinstance(comp, InputError):
+        raise comp
     return comp
 
 
@@ -211,6 +284,7 @@ class _Compiled:
                     prev = a
                 factors.append(_Factor((x, prev, self.var_of[pa[-1]]), "chain_last", v, (pa[-1],), len(pa) - 1))
         self.factors = factors
+        self._tables: dict[str, list[np.ndarray]] = {}
         self._triangulate()
 
     # -- structure -------------------------------------------------------------------
@@ -249,6 +323,7 @@ class _Compiled:
             elim.append(x)
         pos = {x: i for i, x in enumerate(elim)}
         self.cliques = cliques                                     # clique i eliminates elim[i]
+        self.max_clique = max((len(c) for c in cliques), default=0)
         self.seps = [c[1:] for c in cliques]
         self.parent = [min((pos[a] for a in c[1:]), default=-1) for c in cliques]
         self.children: list[list[int]] = [[] for _ in cliques]
@@ -312,11 +387,23 @@ class _Compiled:
         zero[0] = keep
         return np.stack([zero, 1.0 - zero])[None]
 
+    def _base_tables(self, graph: CausalGraph) -> list[np.ndarray]:
+        """Every factor's table for this graph's numbers (kept for the last few graphs)."""
+        fp = graph.fingerprint()
+        got = self._tables.get(fp)
+        if got is None:
+            got = [self._table(f, graph) for f in self.factors]
+            for t in got:
+                t.flags.writeable = False  # shared between calls: clamping copies
+            if len(self._tables) >= 4:
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[fp] = got
+        return got
+
     def run(self, graph: CausalGraph, scenarios: Sequence[Scenario], targets: Sequence[str]) -> list[dict[str, float]]:
         b = len(scenarios)
         tables = []
-        for f in self.factors:
-            t = self._table(f, graph)
+        for f, t in zip(self.factors, self._base_tables(graph), strict=True):
             clamped = [(k, s.clamp[f.node]) for k, s in enumerate(scenarios) if f.node in s.clamp]
             if clamped and f.kind in ("root", "family", "chain_last"):
                 t = np.repeat(t, b, axis=0)
@@ -367,9 +454,15 @@ class _Compiled:
         return out
 
 
-def compiled_info(graph: CausalGraph, targets: Iterable[str] | None = None) -> dict[str, Any]:
-    """Size of the junction tree for ``targets`` (for benchmarks and diagnostics)."""
+def compiled_info(graph: CausalGraph, targets: Iterable[str] | None = None,
+                  observed: Iterable[str] = ()) -> dict[str, Any]:
+    """The junction trees that answer ``targets`` with ``observed`` concepts as roots (for
+    benchmarks and diagnostics)."""
     targets = list(graph.nodes if targets is None else targets)
-    comp = _compiled(graph.with_extra_nodes(targets), frozenset(graph.with_extra_nodes(targets).ancestors(targets)))
-    return {"concepts": len(comp.nodes), "variables": comp.n_vars, "cliques": len(comp.cliques),
-            "max_clique": max((len(c) for c in comp.cliques), default=0)}
+    g = graph.with_extra_nodes([*targets, *observed])
+    cut = set(observed)
+    g = CausalGraph(g.leaks, {v: ps for v, ps in g.parents.items() if v not in cut}, g.default_leak)
+    trees = [_compiled(g, rel) for rel, _ in _groups(g, targets, [])]
+    return {"trees": len(trees), "concepts": len(set().union(*(t.nodes for t in trees))) if trees else 0,
+            "variables": sum(t.n_vars for t in trees), "cliques": sum(len(t.cliques) for t in trees),
+            "max_clique": max((t.max_clique for t in trees), default=0)}

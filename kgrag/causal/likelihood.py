@@ -82,13 +82,15 @@ def agreement_log(prob: float, present: bool) -> float:
 def score_reports(graph: CausalGraph, candidates: Sequence[ReportCandidate], observed: Mapping[str, float], *,
                   priors: Mapping[str, float] | None = None, normalize: str = "mean") -> list[CandidateScore]:
     """log pG for every candidate, in input order.  ``priors`` defaults to the exact prior
-    marginals of ``graph``."""
+    marginals of ``graph`` (of the parents outside V_I that a claim may need)."""
     normalize = check_normalize(normalize)
     observed = check_observed(observed)
     if priors is None:
         from kgrag.causal.inference import prior_marginals
 
-        priors = prior_marginals(graph)
+        outside = {c for cand in candidates for c in (*cand.present, *cand.absent) if c not in observed}
+        priors = prior_marginals(graph, sorted({u for c in outside for u, _ in graph.parents_of(c)
+                                                if u not in observed}))
     out = []
     for cand in candidates:
         cl = claims(cand)

@@ -298,9 +298,9 @@ class CypherGraphStore:
         concepts = sorted({c for i in scored for c, _ in claims[i] if c not in observed})  # the CPD claims
         kof = {c: k for k, c in enumerate(concepts)}
         cpd = [[kof[c] if present else -kof[c] - 1 for c, present in claims[i] if c in kof] for i in scored]
-        prior_all = inference.prior_marginals(graph)
-        parents = {u for c in concepts for u, _ in graph.parents_of(c)}
-        priors = {u: prior_all[u] for u in sorted(parents) if u in prior_all}
+        # the prior marginals of the parents pG may fall back on (those outside V_I)
+        priors = inference.prior_marginals(
+            graph, sorted({u for c in concepts for u, _ in graph.parents_of(c) if u not in observed}))
         self._check_map_keys([*observed, *priors])
         params = {"concepts": concepts, "cpd": cpd,
                   "present": [[c for c, pr in claims[i] if pr] for i in scored],

@@ -195,3 +195,37 @@ def test_prior_marginals_are_cached_by_fingerprint():
     assert inf.prior_marginals(diamond())["c"] == pytest.approx(0.15, abs=1e-12)
     assert diamond().fingerprint() == g.fingerprint() != diamond(0.4).fingerprint()
     assert diamond().structure_key() == diamond(0.4).structure_key()
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_split_into_ancestral_sets_equals_enumeration(seed, monkeypatch):
+    monkeypatch.setattr(inf, "SINGLE_TREE_MAX_CLIQUE", 1)  # always one junction tree per ancestral set
+    monkeypatch.setattr(inf, "_COMPILED", {})
+    monkeypatch.setattr(inf, "_GROUPS", {})
+    rnd = random.Random(500 + seed)
+    g = random_dag(rnd, rnd.randint(4, 11), rnd.choice([0.3, 0.6]))
+    clamp = {v: rnd.random() for v in rnd.sample(g.nodes, 2)}
+    ev = {rnd.choice(g.nodes): rnd.randint(0, 1)} if seed % 2 else {}
+    try:
+        ref = inf.brute_force_marginals(g, clamp=clamp, evidence=ev)
+    except InputError:
+        return
+    got = inf.marginals(g, clamp=clamp, evidence=ev)
+    (groups,) = inf._GROUPS.values()
+    assert sorted(t for _, members in groups for t in members) == sorted(g.nodes)  # every target answered once
+    for v in ref:
+        assert got[v] == pytest.approx(ref[v], abs=1e-12), v
+
+
+def test_v_i_roots_split_the_graph_into_small_trees(monkeypatch):
+    # two diagnoses whose parents are all in V_I: one tree would moralise {a, b, c} together;
+    # with V_I as roots each diagnosis needs only its own family
+    monkeypatch.setattr(inf, "SINGLE_TREE_MAX_CLIQUE", 2)
+    monkeypatch.setattr(inf, "_GROUPS", {})
+    g = CausalGraph.build({"a": 0.1, "b": 0.1, "c": 0.1, "x": 0.0, "y": 0.0},
+                          [("a", "x", 0.5), ("b", "x", 0.5), ("b", "y", 0.4), ("c", "y", 0.4)])
+    p = inf.posteriors(g, {"a": 1.0, "b": 0.5, "c": 0.0})
+    (groups,) = inf._GROUPS.values()
+    assert len(groups) >= 2
+    assert p["x"] == pytest.approx(1 - (1 - 0.5) * (1 - 0.25), abs=1e-12)  # independent roots: expected noisy-OR
+    assert p["y"] == pytest.approx(1 - (1 - 0.2), abs=1e-12)
