@@ -14,7 +14,8 @@ present) on the train split, so a root's leak is its base rate.
 change it: for each clamped concept it cuts the incoming edges and sets the leak to
 the clamped value, so the concept becomes a root with P(v = 1) = value.  V_I (image
 concepts with probability q) enters that way, as soft roots; do(F = 0) is the same
-surgery with value 0.
+surgery with value 0.  A cycle among the accepted edges raises
+:class:`~kgrag.errors.CycleError`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgrag.errors import InputError
+from kgrag.errors import CycleError, InputError
 
 
 def _field(e: Any, name: str, default: Any = None) -> Any:
@@ -43,10 +44,6 @@ def check_probability(what: str, x: Any) -> float:
     if not (0.0 <= v <= 1.0) or math.isnan(v):
         raise InputError(f"{what} is {v}, not in [0, 1]", fix="pass a probability in [0, 1]")
     return v
-
-
-class CyclicGraphError(InputError):
-    """The accepted edges contain a cycle; exact inference needs a DAG."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +74,7 @@ class CausalGraph:
         for src, dst, p in edges:
             src, dst = str(src), str(dst)
             if src == dst:
-                raise CyclicGraphError(f"accepted edge {src} -> {src} is a self-loop",
+                raise CycleError(f"accepted edge {src} -> {src} is a self-loop",
                                        fix=f"reject it: kgrag curate reject {src} {src}")
             pa.setdefault(dst, {})[src] = check_probability(f"edge {src}->{dst} p", p)
             lk.setdefault(src, default_leak)
@@ -134,7 +131,7 @@ class CausalGraph:
         return seen
 
     def topological_order(self, nodes: Iterable[str] | None = None) -> list[str]:
-        """Parents before children (ties by id); raises :class:`CyclicGraphError` on a cycle."""
+        """Parents before children (ties by id); raises :class:`CycleError` on a cycle."""
         keep = set(self.leaks if nodes is None else nodes)
         ts: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
         for v in sorted(keep):
@@ -143,7 +140,7 @@ class CausalGraph:
             ts.prepare()
         except graphlib.CycleError as e:
             cyc = list(e.args[1]) if len(e.args) > 1 else []
-            raise CyclicGraphError(
+            raise CycleError(
                 f"the accepted edges contain a cycle ({' -> '.join(reversed(cyc))}); exact inference needs a DAG",
                 fix="reject one edge of the cycle (kgrag kg audit lists the cycles; kgrag curate reject SRC DST)",
             ) from e

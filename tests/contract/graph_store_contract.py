@@ -10,8 +10,8 @@ import math
 import pytest
 
 from kgrag.causal import inference, likelihood, scoring
-from kgrag.causal.network import CausalGraph, CyclicGraphError
-from kgrag.errors import GraphStoreError, InputError
+from kgrag.causal.network import CausalGraph
+from kgrag.errors import CycleError, GraphStoreError, InputError
 from kgrag.types import ReportCandidate
 
 TINY_CONCEPTS = [
@@ -360,7 +360,7 @@ class GraphStoreContract:
 
     def test_cyclic_graph_is_refused_by_inference_not_by_paths(self, tiny):
         tiny.upsert_edges([{"src": "c", "dst": "a", "p": 0.1, "status": "accepted"}])
-        with pytest.raises(CyclicGraphError, match="cycle") as e:
+        with pytest.raises(CycleError, match="cycle") as e:
             tiny.posteriors({})
         assert "reject" in e.value.fix
         assert tiny.paths({"a": 1.0}, ["c"])["c"]

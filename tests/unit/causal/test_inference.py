@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kgrag.causal import inference as inf
-from kgrag.causal.network import CausalGraph, CyclicGraphError
-from kgrag.errors import InputError
+from kgrag.causal.network import CausalGraph
+from kgrag.errors import CycleError, InputError
 
 
 def diamond(leak_a: float = 0.3) -> CausalGraph:
@@ -96,7 +96,7 @@ def test_unknown_targets_and_observed_concepts_are_roots():
 
 def test_cycles_and_bad_input_are_refused():
     g = CausalGraph.build({"a": 0.1, "b": 0.1}, [("a", "b", 0.5), ("b", "a", 0.5)])
-    with pytest.raises(CyclicGraphError, match="cycle"):
+    with pytest.raises(CycleError, match="cycle"):
         inf.posteriors(g, {})
     with pytest.raises(InputError):
         inf.posteriors(diamond(), {"a": 1.5})
