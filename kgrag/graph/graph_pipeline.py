@@ -75,8 +75,9 @@ class GraphPipeline:
     """Read-only graph calls queued, sent to the engine together by :meth:`send`, and
     answered in order: the caller does other work (stage-1 retrieval) while the engine
     computes.  ``posteriors`` and ``interventions`` run exact inference in Python on
-    the subgraph the engine returns, when their answer is first read.  On FalkorDB the statements are written to one connection at once and
-    the replies read back when asked for; on other backends they run on ``executor``
+    the subgraph the engine returns, when their answer is first read.  On FalkorDB the
+    statements are written to one connection at once and the replies read back when
+    asked for; on other backends they run on ``executor``
     (or each at its first read).  Values are those of the store's methods of the same
     name.  :meth:`close` drops replies nobody read (also done after the last read).
     """
@@ -113,14 +114,16 @@ class GraphPipeline:
         """Send the queued statements; calls of the same statement with the same parameters
         (e.g. ``causal_graph``, ``posteriors`` and ``interventions``, which all read the
         subgraph) go to the engine once and share the reply."""
+        names = [p.name for p in self._plans]
         keys: dict[tuple[str, str], int] = {}
         calls = []
         slot: list[int | None] = []
-        for p in self._plans:
+        for i, p in enumerate(self._plans):
             if p.name is None:
                 slot.append(None)
                 continue
-            key = (p.name, json.dumps(p.params, sort_keys=True, default=str))
+            # parameters are compared only between calls of one statement (they can be long)
+            key = (p.name, json.dumps(p.params, sort_keys=True, default=str) if names.count(p.name) > 1 else str(i))
             if key not in keys:
                 keys[key] = len(calls)
                 calls.append(self._store._prepare(p.name, p.params))
