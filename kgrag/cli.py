@@ -60,18 +60,36 @@ def cli(ctx: click.Context, verbose: int) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # the Neo4j driver logs a failed connection at ERROR on its own loggers ("neo4j.pool");
+    # kgrag reports that failure itself, with a fix, so the driver's lines show only with -v
+    logging.getLogger("neo4j").setLevel(logging.CRITICAL if verbose == 0 else level)
+
+
+def _report(e) -> None:
+    click.echo(f"error {e.code}: {e.message}", err=True)
+    if e.fix:
+        click.echo(f"  fix: {e.fix}", err=True)
+    sys.exit(e.exit_code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kgrag.errors import KgragError
+    import os
+    import sqlite3
 
+    from kgrag.errors import KgragError
+    from kgrag.paths import PRIVATE_UMASK, is_storage_error, storage_error
+
+    os.umask(PRIVATE_UMASK)  # the home holds health data: files 0600, directories 0700
     try:
         cli.main(args=argv, prog_name="kgrag", standalone_mode=False)
     except KgragError as e:
-        click.echo(f"error {e.code}: {e.message}", err=True)
-        if e.fix:
-            click.echo(f"  fix: {e.fix}", err=True)
-        sys.exit(e.exit_code)
+        _report(e)
+    except (OSError, sqlite3.Error) as e:
+        # a write the filesystem refused (full, read-only, not ours) that no layer named
+        if not is_storage_error(e):
+            raise
+        path = getattr(e, "filename", None) or os.environ.get("KGRAG_HOME") or "the kgrag home"
+        _report(storage_error(e, path, "write"))
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

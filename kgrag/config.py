@@ -8,6 +8,7 @@ directory, ``kgrag.toml`` in the home, defaults. Nothing is read at import time.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,16 @@ from kgrag.errors import ConfigError
 FLAT_INDEX_MAX = 20_000
 
 DEFAULT_HOME = Path(".kgrag")
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s]*)@")
+
+
+def redact_uri(uri: Any) -> Any:
+    """``uri`` with any ``user:password@`` part masked (``neo4j://***@host:7687``), in a
+    URI or in a message quoting one; every URI kgrag shows goes through this."""
+    if not isinstance(uri, str):
+        return uri
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", uri)
 
 
 class FalkorDBSettings(BaseModel):
@@ -105,6 +116,9 @@ class ExtractorSettings(BaseModel):
 class IngestSettings(BaseModel):
     max_report_chars: int = Field(default=20_000, ge=100)
     workers: int = Field(default=1, ge=1)
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1,
+        description="Images with more pixels (width x height) are refused before decoding.")
 
 
 class Settings(BaseSettings):

@@ -4,11 +4,13 @@ mentions, images and ingest runs.  Study ids are the manifest ids."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kgrag.paths import FILE_MODE, is_storage_error, private_dir, storage_error, writing
 from kgrag.types import Mention, Section, Study
 
 SCHEMA_VERSION = 1
@@ -44,16 +46,30 @@ _RANK = {"present": 2, "uncertain": 1, "absent": 0}
 
 
 class DocStore:
+    """Reports are health data: the file is created 0600 (SQLite gives its -wal and -shm
+    files the same mode).  A full disk or a read-only home raises
+    :class:`~kgrag.errors.StorageError` naming the path and the fix."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(_SCHEMA)
-        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        private_dir(self.path.parent)
+        with writing(self.path, "open the docstore"):
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+            except FileExistsError:
+                pass
+            self.conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                self.conn.row_factory = sqlite3.Row
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.executescript(_SCHEMA)
+                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                                  (str(SCHEMA_VERSION),))
+            except BaseException:
+                self.conn.close()
+                raise
 
     @classmethod
     def from_settings(cls, settings: Any) -> DocStore:
@@ -104,19 +120,32 @@ class DocStore:
                      for i, im in enumerate(r["images"])],
                 )
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
+        except BaseException as e:
+            # SQLite rolls back by itself after SQLITE_FULL and some I/O errors; a second
+            # ROLLBACK would hide the cause behind "no transaction is active"
+            if self.conn.in_transaction:
+                cur.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error) and is_storage_error(e):
+                raise storage_error(e, self.path, "write the docstore") from e
             raise
         return len(recs)
 
+    def _write(self, sql: str, args: Any, many: bool = False) -> sqlite3.Cursor:
+        with writing(self.path, "write the docstore"):
+            return self.conn.executemany(sql, args) if many else self.conn.execute(sql, args)
+
     def mark_synced(self, ids: Iterable[str]) -> None:
-        self.conn.executemany("UPDATE studies SET graph_synced = 1 WHERE id = ?", [(i,) for i in ids])
+        self._write("UPDATE studies SET graph_synced = 1 WHERE id = ?", [(i,) for i in ids], many=True)
+
+    def mark_unsynced(self, ids: Iterable[str]) -> None:
+        """Studies the graph does not hold as the docstore does: the next ingest re-sends them."""
+        self._write("UPDATE studies SET graph_synced = 0 WHERE id = ?", [(i,) for i in ids], many=True)
 
     def start_run(self, source: str) -> int:
-        return int(self.conn.execute("INSERT INTO ingest_runs(source) VALUES (?)", (source,)).lastrowid)
+        return int(self._write("INSERT INTO ingest_runs(source) VALUES (?)", (source,)).lastrowid)
 
     def finish_run(self, run_id: int, **counts: Any) -> None:
-        self.conn.execute(
+        self._write(
             "UPDATE ingest_runs SET finished_at = datetime('now'), n_read = ?, n_written = ?, n_unchanged = ?,"
             " n_failed = ?, report_path = ? WHERE id = ?",
             (counts.get("n_read"), counts.get("n_written"), counts.get("n_unchanged"), counts.get("n_failed"),
@@ -181,6 +210,15 @@ class DocStore:
             if m.concept not in cur or _RANK[m.assertion] > _RANK[cur[m.concept]]:
                 cur[m.concept] = m.assertion
         return out
+
+    def image_errors(self, study_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Images recorded as unreadable or refused: ``{study_id, path, error}`` (all when None)."""
+        rows = [dict(r) for r in self.conn.execute(
+            "SELECT study_id, path, error FROM images WHERE status != 'ok' ORDER BY study_id, idx")]
+        if study_ids is None:
+            return rows
+        want = set(study_ids)
+        return [r for r in rows if r["study_id"] in want]
 
     def images(self, study_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM images WHERE study_id = ? ORDER BY idx", (study_id,))]

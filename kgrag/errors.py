@@ -141,6 +141,12 @@ class ServiceError(KgragError):
     code = "E503"
 
 
+class StorageError(KgragError):
+    """A write under the kgrag home failed: the disk is full, or the path is read-only or not ours."""
+
+    code = "E504"
+
+
 def error_classes() -> list[type[KgragError]]:
     """Every error class, root first, in code order."""
     out: list[type[KgragError]] = []

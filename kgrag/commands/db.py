@@ -44,14 +44,16 @@ def start(home: str | None, as_json: bool) -> None:
 
 
 @db.command("stop")
+@click.option("--force", is_flag=True,
+              help="Stop a server that cannot save (disk full) even so; its last unsaved writes are lost.")
 @home_option
 @json_option
-def stop(home: str | None, as_json: bool) -> None:
+def stop(force: bool, home: str | None, as_json: bool) -> None:
     """Stop the embedded FalkorDB server."""
     settings = settings_for(home)
     if not _uses_embedded(settings):
         raise click.ClickException(f"the {settings.graph.backend} backend is external; kgrag does not stop it")
-    stopped = _embedded(settings).stop()
+    stopped = _embedded(settings).stop(force=force)
     if as_json:
         emit_json({"stopped": stopped})
     else:
@@ -73,7 +75,9 @@ def status(home: str | None, as_json: bool) -> None:
             st = store.status()
             store.close()
         except GraphUnavailableError as e:
-            st = {"backend": "neo4j", "uri": settings.neo4j.uri, "running": False, "error": e.message}
+            from kgrag.config import redact_uri
+
+            st = {"backend": "neo4j", "uri": redact_uri(settings.neo4j.uri), "running": False, "error": e.message}
     elif settings.falkordb.url:
         from kgrag.graph.falkordb_store import FalkorDBStore
 
@@ -87,7 +91,9 @@ def status(home: str | None, as_json: bool) -> None:
         return
     if not st.get("running"):
         click.echo(f"{st['backend']}: not running" + (f" ({st['error']})" if st.get("error") else ""))
-        if st.get("backend") == "falkordb":
+        if st.get("fix"):
+            click.echo(f"  fix: {st['fix']}")
+        elif st.get("backend") == "falkordb":
             click.echo("  start it with: kgrag db start")
         return
     for k, v in st.items():

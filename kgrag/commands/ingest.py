@@ -30,18 +30,24 @@ def fetch(dataset: str, dest: str, cache: str | None, seed: int, as_json: bool) 
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "openi", "mimic-csv"]), default=None, help="Default: detected.")
 @click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None, help="Resolve image paths/ids here.")
+@click.option("--images-root", type=click.Path(file_okay=False), default=None,
+              help="Image paths must stay inside this folder (default: --images, else the manifest's folder).")
+@click.option("--allow-outside-images", is_flag=True,
+              help="Also read image paths that leave the images root (absolute paths, '..', symlinks out).")
 @click.option("--workers", type=int, default=None, help="Extraction processes (default KGRAG_INGEST__WORKERS).")
 @click.option("--strict/--keep-going", default=False, help="Exit non-zero when any record failed (default: keep going).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Per-record error report (JSONL).")
 @home_option
 @json_option
-def ingest(source, fmt, images_dir, workers, strict, report_path, home, as_json) -> None:
+def ingest(source, fmt, images_dir, images_root, allow_outside_images, workers, strict, report_path, home,
+           as_json) -> None:
     """Ingest a corpus: studies, sections, mentions (+assertion), images → docstore and graph."""
     from kgrag.ingest.pipeline import ingest as run
 
     settings = settings_for(home)
     rep = run(settings, source, fmt=fmt, images_dir=images_dir, workers=workers, strict=strict,
-              progress=not as_json or sys.stderr.isatty(), report_path=report_path)
+              progress=not as_json or sys.stderr.isatty(), report_path=report_path, images_root=images_root,
+              allow_outside_images=allow_outside_images)
     if as_json:
         emit_json(rep.to_dict())
         return

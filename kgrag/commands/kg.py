@@ -82,16 +82,32 @@ def export(file, home) -> None:
 @kg.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @home_option
-def import_(file, home) -> None:
+@json_option
+def import_(file, home, as_json) -> None:
     """Load concepts and edges from a JSON export (overwrites locked decisions)."""
+    from kgrag.errors import InputError
     from kgrag.graph.factory import open_store
 
-    with open(file, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{file} is not a UTF-8 JSON graph export: {e}",
+                         fix="pass a file written by 'kgrag kg export'") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{file} holds a JSON {type(data).__name__}, not a graph export",
+                         fix="pass a file written by 'kgrag kg export'")
     store = open_store(settings_for(home))
-    store.import_(data)
-    store.close()
-    click.echo(f"imported {len(data.get('concepts', []))} concepts, {len(data.get('edges', []))} edges")
+    try:
+        store.import_(data)
+        res = {"concepts": len(data.get("concepts", [])), "edges": len(data.get("edges", [])),
+               "graph_version": store.version()}
+    finally:
+        store.close()
+    if as_json:
+        emit_json(res)
+    else:
+        click.echo(f"imported {res['concepts']} concepts, {res['edges']} edges (graph {res['graph_version']})")
 
 
 @click.group("curate")
@@ -119,7 +135,9 @@ def curate_export(file, status, home) -> None:
 @home_option
 @json_option
 def curate_import(file, reviewer, home, as_json) -> None:
-    """Apply a reviewed CSV: every row is validated first; any bad row and nothing is applied."""
+    """Apply a reviewed CSV in one transaction: every row is validated first; any bad row
+    (or two rows that disagree about one edge) and nothing is applied.  An edited p is
+    applied as a human estimate (source 'human', kept by rebuilds)."""
     from kgrag.graph.factory import open_store
     from kgrag.kg.curate import import_csv
 
@@ -131,7 +149,8 @@ def curate_import(file, reviewer, home, as_json) -> None:
     if as_json:
         emit_json(res)
     else:
-        click.echo(f"applied {res['applied']} changes, {res['unchanged']} rows unchanged")
+        click.echo(f"applied {res['applied']} changes ({res['p_edits']} with a new p), "
+                   f"{res['unchanged']} rows unchanged")
 
 
 @curate.command("set")

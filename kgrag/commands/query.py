@@ -34,9 +34,10 @@ def _print(res: dict) -> None:
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Query image (repeatable).")
 @click.option("--question", default=None, help="A question about the image (VQA).")
 @click.option("--findings", default=None, help="Findings text, when there is no image (gives V_I).")
-@click.option("--k", type=int, default=None, help="Evidence items returned (default KGRAG_RETRIEVAL__K).")
-@click.option("--n", type=int, default=None, help="Stage-1 candidates reranked.")
-@click.option("--alpha", type=float, default=None, help="Weight of similarity vs causal likelihood (1 = semantic only).")
+@click.option("--k", type=click.IntRange(min=1), default=None, help="Evidence items returned (default KGRAG_RETRIEVAL__K).")
+@click.option("--n", type=click.IntRange(min=1), default=None, help="Stage-1 candidates reranked.")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Weight of similarity vs causal likelihood, in [0, 1] (1 = semantic only).")
 @click.option("--rerank", type=click.Choice(["causal", "pagerank", "none"]), default=None)
 @click.option("--modality", default=None, help="Skip the router and search this modality.")
 @click.option("--batch", "batch", type=click.Path(exists=True, dir_okay=False), default=None,

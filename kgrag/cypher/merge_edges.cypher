@@ -1,7 +1,8 @@
 // Upsert CAUSES edges (step two of the two-step upsert: both concepts already exist).
 // Rows are de-duplicated by (src, dst) before sending.  A locked edge keeps its
 // human decision (status, source, review fields, lock) unless $overwrite_locked;
-// its statistics and provenance are refreshed.
+// its statistics and provenance are refreshed, and its p too unless a reviewer set
+// it (source 'human', see set_edge_reviews).
 // params: $rows, $overwrite_locked
 // returns: src, dst, kept_locked
 // mode: write
@@ -10,7 +11,7 @@ MATCH (a:Concept {id: row.src})
 MATCH (b:Concept {id: row.dst})
 MERGE (a)-[r:CAUSES]->(b)
 WITH a, b, r, row, (coalesce(r.locked, false) AND NOT $overwrite_locked) AS keep
-SET r.p = row.p,
+SET r.p = CASE WHEN keep AND r.source = 'human' THEN r.p ELSE row.p END,
     r.support = row.support,
     r.n_c = row.n_c,
     r.n_e_given_c = row.n_e_given_c,

@@ -95,6 +95,10 @@ class CypherGraphStore:
     def close(self) -> None:
         pass
 
+    def compact(self) -> bool:
+        """Let the engine compact its storage after a big write (a no-op here)."""
+        return False
+
     def drop(self) -> None:
         self._run("delete_all")
 
@@ -202,6 +206,30 @@ class CypherGraphStore:
             raise GraphStoreError(f"no CAUSES edge {src} -> {dst}", fix="list edges with 'kgrag kg show' or 'kgrag curate export'")
         return res[0]
 
+    def apply_reviews(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Set status, review fields, lock and (when given) p of many edges in ONE
+        statement, so one transaction: all rows land or none.  Rows are ``{src, dst,
+        status, reviewed_by, reviewed_at, note, locked, p}`` (p None: unchanged); a
+        (src, dst) key may appear once.  Returns the number of edges written."""
+        out = []
+        for r in rows:
+            if r.get("status") not in EDGE_STATUSES:
+                raise InputError(f"status {r.get('status')!r} is not one of {EDGE_STATUSES}",
+                                 fix="use proposed, accepted or rejected")
+            p = r.get("p")
+            if p is not None and not 0.0 <= float(p) <= 1.0:
+                raise InputError(f"edge {r.get('src')}->{r.get('dst')}: p={p!r} is not in [0, 1]", fix="use a p in [0, 1]")
+            out.append({"src": check_id("concept", r.get("src")), "dst": check_id("concept", r.get("dst")),
+                        "status": r["status"], "reviewed_by": r.get("reviewed_by"), "reviewed_at": r.get("reviewed_at"),
+                        "note": r.get("note"), "locked": bool(r.get("locked")), "p": None if p is None else float(p)})
+        keys = [(r["src"], r["dst"]) for r in out]
+        if len(set(keys)) != len(keys):
+            raise InputError("apply_reviews got the same edge twice", fix="give each (src, dst) once")
+        if not out:
+            return 0
+        res = self._run("set_edge_reviews", {"rows": out})  # never split: one statement, one transaction
+        return int(res[0]["applied"]) if res else 0
+
     def delete_edges(self, keys: Sequence[tuple[str, str]]) -> int:
         ks = [{"src": s, "dst": d} for s, d in keys]
         for chunk in chunks(ks, self.batch_size):
@@ -226,6 +254,10 @@ class CypherGraphStore:
 
     def study_ids(self) -> set[str]:
         return {r["id"] for r in self._run("get_study_ids")}
+
+    def study_hashes(self) -> dict[str, str | None]:
+        """Study id -> the content hash its last completed ingest write recorded."""
+        return {r["id"]: r["content_hash"] for r in self._run("get_study_hashes")}
 
     def counts(self) -> dict[str, int]:
         r = self._run("count_graph")[0]

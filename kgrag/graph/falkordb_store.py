@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from kgrag.config import redact_uri
 from kgrag.errors import CypherError, GraphUnavailableError
 from kgrag.graph.cypher_store import CypherGraphStore
-from kgrag.graph.falkordb_server import EmbeddedFalkorDB
+from kgrag.graph.falkordb_server import EmbeddedFalkorDB, Health, reply_state, unhealthy_error
 from kgrag.graph.rows import plain as _plain
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class FalkorDBStore(CypherGraphStore):
                 db.connection.ping()
             except Exception as e:
                 raise GraphUnavailableError(
-                    f"cannot reach FalkorDB at {url.split('@')[-1]}: {type(e).__name__}: {e}",
+                    f"cannot reach FalkorDB at {redact_uri(url)}: {type(e).__name__}: {_scrub(str(e), url, pw)}",
                     fix="check KGRAG_FALKORDB__URL / KGRAG_FALKORDB__PASSWORD, or unset the URL to use the embedded server",
                 ) from e
             return cls(db, settings.graph.name, **kw)
@@ -72,10 +73,21 @@ class FalkorDBStore(CypherGraphStore):
         return info
 
     # -- execution ---------------------------------------------------------------------
+    def _unhealthy(self, e: BaseException) -> GraphUnavailableError | None:
+        """A MISCONF (disk full) or OOM reply: the server is alive but cannot write."""
+        state = reply_state(str(e))
+        if state not in ("disk_full", "oom"):
+            return None
+        where = self._server.graph_dir if self._server is not None else "the FalkorDB server's data directory"
+        return unhealthy_error(Health(state, str(e)), where)
+
     def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:
             res = self._graph.query(text, dict(params))
         except Exception as e:
+            bad = self._unhealthy(e)
+            if bad is not None:
+                raise bad from e
             if self._server is not None and not self._server.running():
                 # the embedded server died (e.g. killed): restart it once and retry
                 log.warning("embedded FalkorDB is not running; restarting it")
@@ -109,11 +121,20 @@ class FalkorDBStore(CypherGraphStore):
             raise InputError(f"concept ids {bad[:5]} contain a backtick, which FalkorDB cannot take as a map key",
                              fix="rename the concepts (ids are snake_case), or use the Neo4j backend")
 
+    def compact(self) -> bool:
+        """Rewrite the embedded server's AOF into a snapshot when its statement log grew."""
+        return self._server.compact() if self._server is not None else False
+
     def ensure_schema(self) -> None:
         try:
             existing = {(tuple(r[0]) if isinstance(r[0], list) else r[0]) for r in self._graph.list_indices().result_set}
         except Exception:
             existing = set()
+        try:  # a refused duplicate GRAPH.CONSTRAINT is still logged into the AOF: send only missing ones
+            constrained = {r["label"] for r in self._run("get_constraints")
+                           if r.get("type") == "UNIQUE" and list(r.get("properties") or []) == ["id"]}
+        except CypherError:
+            constrained = set()
         for stmt, label in (("create_schema", "Concept"), ("create_study_schema", "Study")):
             if label in existing:
                 continue
@@ -123,6 +144,8 @@ class FalkorDBStore(CypherGraphStore):
                 if "already indexed" not in str(e).lower():
                     raise
         for label in ("Concept", "Study"):
+            if label in constrained:
+                continue
             try:
                 self._graph.create_node_unique_constraint(label, "id")
             except Exception as e:  # an existing constraint is fine
@@ -142,6 +165,12 @@ class FalkorDBStore(CypherGraphStore):
             self._db.connection.close()
         except Exception:  # closing a dead connection is not an error worth raising
             pass
+
+
+def _scrub(text: str, url: str, password: str | None) -> str:
+    """``text`` without the URL's userinfo or the password (driver messages may quote them)."""
+    text = text.replace(url, redact_uri(url))
+    return text.replace(password, "***") if password else text
 
 
 def _rows(res: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kgrag import cypher
+from kgrag.config import redact_uri
 from kgrag.deps import require
 from kgrag.errors import CypherError, GraphUnavailableError
 from kgrag.graph.cypher_store import CypherGraphStore
@@ -25,7 +26,8 @@ class Neo4jStore(CypherGraphStore):
         super().__init__(batch_size=batch_size, default_leak=default_leak)
         self._driver = driver
         self.database = database
-        self.uri = uri
+        self.uri = redact_uri(uri)  # the one kgrag shows: userinfo masked
+        self._secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Neo4jStore:
@@ -43,13 +45,16 @@ class Neo4jStore(CypherGraphStore):
             driver.verify_connectivity()
         except Exception as e:
             raise GraphUnavailableError(
-                f"cannot reach Neo4j at {cfg.uri}: {type(e).__name__}: {e}",
+                f"cannot reach Neo4j at {redact_uri(cfg.uri)}: {type(e).__name__}: "
+                f"{scrub(str(e), cfg.uri, cfg.password.get_secret_value())}",
                 fix="start Neo4j (docker compose -f docker/compose.yml up neo4j) or set "
                 "KGRAG_NEO4J__URI / KGRAG_NEO4J__USER / KGRAG_NEO4J__PASSWORD; "
                 "or use the embedded default with KGRAG_GRAPH__BACKEND=falkordb",
             ) from e
-        return cls(driver, database=cfg.database, uri=cfg.uri, batch_size=settings.graph.batch_size,
-                   default_leak=settings.kg.default_leak)
+        store = cls(driver, database=cfg.database, uri=cfg.uri, batch_size=settings.graph.batch_size,
+                    default_leak=settings.kg.default_leak)
+        store._secrets = (cfg.uri, cfg.password.get_secret_value())
+        return store
 
     def _execute(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run one catalogue statement, routed to a writer or a reader by its ``// mode:`` header."""
@@ -74,12 +79,12 @@ class Neo4jStore(CypherGraphStore):
         try:
             yield
         except neo4j.exceptions.ServiceUnavailable as e:
-            raise GraphUnavailableError(f"Neo4j at {self.uri} became unavailable: {e}",
+            raise GraphUnavailableError(f"Neo4j at {self.uri} became unavailable: {scrub(str(e), *self._secrets)}",
                                         fix="check the Neo4j server and network") from e
         except GraphUnavailableError:
             raise
         except Exception as e:
-            raise CypherError(name, dict(params), e) from e
+            raise CypherError(name, dict(params), scrub(str(e), *self._secrets)) from e
 
     def ensure_schema(self) -> None:
         self._run("create_schema")
@@ -98,8 +103,26 @@ class Neo4jStore(CypherGraphStore):
             info["counts"] = self.counts()
         except Exception as e:  # status is diagnostic
             info["running"] = False
-            info["error"] = f"{type(e).__name__}: {e}"
+            info["error"] = f"{type(e).__name__}: {scrub(str(e), *self._secrets)}"
         return info
 
     def close(self) -> None:
         self._driver.close()
+
+
+def scrub(text: str, uri: str = "", password: str = "") -> str:
+    """``text`` with the URI's userinfo and the password masked (driver messages may quote them)."""
+    from urllib.parse import unquote, urlsplit
+
+    secrets = [password]
+    if uri:
+        text = text.replace(uri, redact_uri(uri))
+        try:
+            parts = urlsplit(uri)
+            secrets += [parts.password or "", unquote(parts.password or "")]
+        except ValueError:
+            pass
+    text = redact_uri(text)
+    for s in sorted({x for x in secrets if x and len(x) >= 3}, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text

@@ -79,6 +79,10 @@ class GraphStore(Protocol):
 
     def close(self) -> None: ...
 
+    def compact(self) -> bool:
+        """Compact the engine's storage after a big write (the embedded FalkorDB rewrites
+        its AOF, so the next start loads a snapshot); True when it started."""
+
     def drop(self) -> None:
         """Delete every node and relationship of this graph."""
 
@@ -119,6 +123,11 @@ class GraphStore(Protocol):
     ) -> dict[str, Any]:
         """Set an edge's curation fields; raises GraphStoreError if the edge is absent."""
 
+    def apply_reviews(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Curation decisions for many edges in one transaction (all or none); rows
+        ``{src, dst, status, reviewed_by, reviewed_at, note, locked, p}``, each key once;
+        a non-null ``p`` is a reviewer's strength (source becomes ``human``)."""
+
     def delete_edges(self, keys: Sequence[tuple[str, str]]) -> int: ...
 
     # -- reads ---------------------------------------------------------------
@@ -128,6 +137,9 @@ class GraphStore(Protocol):
         """All CAUSES edges (every Edge field plus src_role/dst_role)."""
 
     def study_ids(self) -> set[str]: ...
+
+    def study_hashes(self) -> dict[str, str | None]:
+        """Study id -> content hash written last by ingest (None while a write is in progress)."""
 
     def counts(self) -> dict[str, int]:
         """{"concepts", "studies", "asserts", "edges", "accepted", "proposed", "rejected"}."""

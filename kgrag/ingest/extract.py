@@ -225,8 +225,8 @@ class RuleExtractor:
                 # ".." (common in de-identified reports) hides a sentence end from the
                 # splitter; ". " keeps every offset unchanged
                 body = sec.text.strip().replace("..", ". ")
-                if body:
-                    chunks.append((i, sec.name, sec.start + lead, body))
+                for start, piece in split_long(body):
+                    chunks.append((i, sec.name, sec.start + lead + start, piece))
         out: list[list[Mention]] = [[] for _ in items]
         with warnings.catch_warnings():
             # medspaCy keeps an empty token Matcher beside its phrase patterns (spaCy W036)
@@ -255,6 +255,30 @@ class RuleExtractor:
                         )
                     )
         return out
+
+
+#: longest text handed to spaCy at once.  ConText compares every modifier with every
+#: target of a doc (quadratic: one 1 MB report took minutes), and spaCy refuses texts
+#: over nlp.max_length (E088, 1,000,000); scopes end at sentence ends, so cutting a long
+#: section between sentences changes no assertion.
+MAX_CHUNK_CHARS = 5_000
+
+
+def split_long(text: str, limit: int = MAX_CHUNK_CHARS) -> list[tuple[int, str]]:
+    """(offset, piece) of ``text`` cut into pieces of at most ``limit`` characters, after a
+    sentence end (". ", "? ", "! " or a newline) where there is one, else at a space."""
+    if not text.strip():
+        return []
+    out: list[tuple[int, str]] = []
+    i, n = 0, len(text)
+    while n - i > limit:
+        window = text[i : i + limit]
+        cut = max(window.rfind(". "), window.rfind("? "), window.rfind("! "), window.rfind("\n"))
+        cut = cut + 1 if cut > 0 else (window.rfind(" ") if window.rfind(" ") > 0 else limit)
+        out.append((i, text[i : i + cut]))
+        i += cut
+    out.append((i, text[i:]))
+    return [(o, t) for o, t in out if t.strip()]
 
 
 def study_level(mentions: list[Mention]) -> dict[str, str]:

@@ -49,6 +49,12 @@ class FakeGraphStore:
     def close(self) -> None:
         pass
 
+    def compact(self) -> bool:
+        return False
+
+    def study_hashes(self) -> dict[str, str | None]:
+        return {sid: r.get("content_hash") for sid, r in self.studies.items()}
+
     def upsert_concepts(self, concepts) -> int:
         n = 0
         for c in concepts:
