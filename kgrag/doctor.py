@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -85,44 +86,77 @@ def check_dependencies() -> list[Check]:
 
 
 def check_home(settings: Settings) -> Check:
+    from kgrag.errors import KgragError
+    from kgrag.paths import private_dir
+
     home = Path(settings.home)
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)
         with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-", delete=True):
             pass
-    except OSError as e:
-        return Check("home", FAIL, f"{home} is not writable: {e}", "set --home or KGRAG_HOME to a writable directory")
+    except (OSError, KgragError) as e:
+        return Check("home", FAIL, f"{home} is not writable: {getattr(e, 'message', e)}",
+                     "set --home or KGRAG_HOME to a writable directory")
     return Check("home", OK, str(home.resolve()))
 
 
+def check_home_modes(settings: Settings) -> Check:
+    """The home holds health data: warn when group or others can read into it."""
+    from kgrag.paths import too_open
+
+    home = Path(settings.home)
+    candidates = [home, settings.docstore_path, Path(f"{settings.docstore_path}-wal"),
+                  Path(f"{settings.docstore_path}-shm"), settings.graph_dir, settings.graph_dir / "password",
+                  settings.runs_dir, settings.index_dir, settings.models_dir]
+    wide = [(p, m) for p in candidates if (m := too_open(p)) is not None]
+    if not wide:
+        return Check("home:permissions", OK, "home 0700, files 0600 (only you can read them)")
+    shown = ", ".join(f"{p} {m:04o}" for p, m in wide[:4]) + (" ..." if len(wide) > 4 else "")
+    return Check("home:permissions", WARN, f"others can read into the home (reports are health data): {shown}",
+                 f"chmod -R go-rwx {home}")
+
+
 def check_graph(settings: Settings, start: bool = True) -> Check:
+    return _check_graph(settings, start)[0]
+
+
+def _check_graph(settings: Settings, start: bool = True) -> tuple[Check, str | None]:
+    """The graph check and, when the graph was reached, its version."""
     from kgrag.errors import KgragError
 
     backend = settings.graph.backend
     if backend == "falkordb" and not settings.falkordb.url and not start:
         from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
-        st = EmbeddedFalkorDB(settings.graph_dir).status()
+        try:
+            st = EmbeddedFalkorDB.from_settings(settings).status()
+        except KgragError as e:
+            return Check("graph", FAIL, f"{backend}: {e.message}", e.fix or "kgrag db status"), None
         if st.get("running"):
-            return Check("graph", OK, f"embedded FalkorDB running (pid {st.get('pid')})")
-        return Check("graph", WARN, "embedded FalkorDB not running", "kgrag db start")
+            return Check("graph", OK, f"embedded FalkorDB running (pid {st.get('pid')})"), None
+        if st.get("error"):
+            return Check("graph", FAIL, f"embedded FalkorDB: {st['error']}", st.get("fix") or "kgrag db status"), None
+        return Check("graph", WARN, "embedded FalkorDB not running", "kgrag db start"), None
     try:
         from kgrag.graph.factory import open_store
 
         store = open_store(settings)
         try:
             counts = store.counts()
+            version = store.version()
         finally:
             store.close()
     except KgragError as e:
-        return Check("graph", FAIL, f"{backend}: {e.message}", e.fix or "kgrag db status")
+        return Check("graph", FAIL, f"{backend}: {e.message}", e.fix or "kgrag db status"), None
     except Exception as e:  # an unexpected engine/driver failure is reported, not raised
-        return Check("graph", FAIL, f"{backend}: {type(e).__name__}: {e}", "kgrag db status")
+        from kgrag.config import redact_uri
+
+        return Check("graph", FAIL, f"{backend}: {type(e).__name__}: {redact_uri(str(e))}", "kgrag db status"), None
     return Check(
         "graph",
         OK,
         f"{backend} reachable: {counts.get('concepts', 0)} concepts, {counts.get('edges', 0)} edges",
-    )
+    ), version
 
 
 def check_text_encoder(settings: Settings) -> Check:
@@ -146,6 +180,36 @@ def check_text_encoder(settings: Settings) -> Check:
         f"{name!r} is neither a local path nor a bundled model (no model hub here)",
         "set KGRAG_MODELS__TEXT_ENCODER to a local sentence-transformers directory",
     )
+
+
+def check_index_current(settings: Settings, graph_version: str | None, model_name: str = "default") -> Check | None:
+    """The indexes must match the graph version and the model a query will load
+    (``kgrag query`` refuses a stale index); None when there is nothing to compare."""
+    idx = settings.index_dir / "manifest.json"
+    if not idx.is_file():
+        return None
+    try:
+        meta = json.loads(idx.read_text())
+    except (OSError, ValueError) as e:
+        return Check("indexes:current", FAIL, f"{idx} is unreadable: {e}", "kgrag index build")
+    problems = []
+    if graph_version is not None and meta.get("graph_version") != graph_version:
+        problems.append(f"built against graph {meta.get('graph_version')}, the graph is now {graph_version}")
+    model = settings.models_dir / model_name / "manifest.json"
+    if model.is_file():
+        try:
+            fp = json.loads(model.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            fp = None
+        if fp is not None and meta.get("encoder_fingerprint") != fp:
+            problems.append(f"built with encoder {meta.get('encoder_fingerprint')}, model {model_name!r} is {fp}")
+    if problems:
+        return Check("indexes:current", FAIL, "indexes are stale: " + "; ".join(problems),
+                     "kgrag index build (after kgrag kg build / kgrag train)")
+    if graph_version is None:
+        return Check("indexes:current", WARN, "graph not reached; cannot compare the index with it",
+                     "kgrag db start, then kgrag doctor")
+    return Check("indexes:current", OK, f"built against graph {graph_version}")
 
 
 def check_artifacts(settings: Settings) -> list[Check]:
@@ -181,10 +245,18 @@ def run_checks(settings: Settings, *, start_graph: bool = True) -> list[Check]:
     checks += check_dependencies()
     home = check_home(settings)
     checks.append(home)
-    steps: list[Callable[[], Check | list[Check]]] = [lambda: check_text_encoder(settings)]
     if home.status == OK:
-        steps.append(lambda: check_graph(settings, start=start_graph))
+        checks.append(check_home_modes(settings))
+    steps: list[Callable[[], Check | list[Check]]] = [lambda: check_text_encoder(settings)]
+    graph_version: list[str | None] = [None]
+    if home.status == OK:
+        def graph() -> Check:
+            c, graph_version[0] = _check_graph(settings, start=start_graph)
+            return c
+
+        steps.append(graph)
         steps.append(lambda: check_artifacts(settings))
+        steps.append(lambda: [c for c in [check_index_current(settings, graph_version[0])] if c is not None])
     for step in steps:
         r = step()
         checks.extend(r if isinstance(r, list) else [r])

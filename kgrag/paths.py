@@ -161,6 +161,17 @@ def write_private(path: str | os.PathLike[str], text: str) -> None:
                 tmp.unlink()
 
 
+def check_writable(path: str | os.PathLike[str], action: str) -> None:
+    """Fail early (before long work) when ``path``, or the folder it would be made in,
+    cannot be written: a read-only filesystem, or no write permission."""
+    p = Path(path)
+    target = p if p.exists() else _existing(p.parent)
+    if os.access(target, os.W_OK):
+        return
+    code = errno.EROFS if _on_readonly_fs(target) else errno.EACCES
+    raise storage_error(OSError(code, os.strerror(code), str(target)), target, action)
+
+
 def too_open(path: str | os.PathLike[str]) -> int | None:
     """The permission bits of ``path`` when group or others have any access, else None."""
     try:

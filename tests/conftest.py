@@ -3,7 +3,10 @@
 - ``tests/unit``: pure, offline; any socket connect fails the test.
 - ``tests/contract`` and ``tests/integration``: marked ``integration``; may start the
   embedded FalkorDB in a tmp dir and talk to 127.0.0.1 fakes.
-- ``slow`` and ``neo4j`` are opt-in (see setup.cfg addopts).
+- ``tests/reliability``: marked ``reliability``: each case reproduces a hardening defect
+  (faulty inputs, kill -9, full or read-only disks, foreign processes) and checks the fix.
+- ``tests/security``: marked ``security``: file modes, socket ownership, listeners, secrets.
+- ``slow`` and ``neo4j`` are opt-in (see setup.cfg addopts); the others run by default.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ def pytest_collection_modifyitems(config, items):
         p = Path(str(item.fspath))
         if _TESTS / "contract" in p.parents or _TESTS / "integration" in p.parents:
             item.add_marker(pytest.mark.integration)
+        if _TESTS / "reliability" in p.parents:
+            item.add_marker(pytest.mark.reliability)
+        if _TESTS / "security" in p.parents:
+            item.add_marker(pytest.mark.security)
 
 
 @pytest.fixture(autouse=True)

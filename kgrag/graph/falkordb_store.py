@@ -143,14 +143,21 @@ class FalkorDBStore(CypherGraphStore):
             except CypherError as e:
                 if "already indexed" not in str(e).lower():
                     raise
+        created = False
         for label in ("Concept", "Study"):
             if label in constrained:
                 continue
             try:
                 self._graph.create_node_unique_constraint(label, "id")
+                created = True
             except Exception as e:  # an existing constraint is fine
                 if "already exists" not in str(e).lower() and "constraint" not in str(e).lower():
                     raise CypherError(f"GRAPH.CONSTRAINT CREATE UNIQUE {label}(id)", None, e) from e
+        if created and self._server is not None:
+            # FalkorDB 4.16 logs each GRAPH.CONSTRAINT CREATE twice in the AOF, so every
+            # later start replays a refused duplicate ("Constraint already exists",
+            # logged CRITICAL); a rewrite of the (still small) AOF drops the pair
+            self._server.compact(0, wait=5.0)
 
     def drop(self) -> None:
         try:

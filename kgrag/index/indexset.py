@@ -27,6 +27,7 @@ written to a sibling ``.tmp`` and swapped in, so a crash never leaves a half ind
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ import numpy as np
 
 from kgrag import __version__
 from kgrag.config import FLAT_INDEX_MAX
-from kgrag.errors import IndexMismatchError, InputError, KgragError
+from kgrag.errors import IndexMismatchError, InputError, KgragError, StorageError
 from kgrag.imaging import IMAGE_SIZE
 from kgrag.model.encoders import fingerprint_of, l2n
 
@@ -257,6 +258,10 @@ class IndexSet:
               batch: int = 256) -> IndexSet:
         """Encode ``studies`` (objects with id, report, images, split, modality) with
         ``model`` (a RetrievalModel or any Encoder) and write the three spaces."""
+        from kgrag.paths import check_writable
+
+        check_writable(out_dir, "write the indexes")  # before minutes of encoding
+        check_writable(Path(out_dir).parent, "write the indexes")
         rows = [s for s in studies if s.split not in exclude_splits]
         if not rows:
             raise InputError("no studies to index (after leaving out splits " + ", ".join(exclude_splits) + ")",
@@ -302,24 +307,38 @@ class IndexSet:
             [self.encoder_fingerprint, self.graph_version, sorted(self.spaces["text"].ids)]).encode()).hexdigest()[:16]
 
     def save(self) -> None:
-        """Write atomically: a sibling ``.tmp`` directory, then swapped in."""
+        """Write atomically: a sibling ``.tmp`` directory, then swapped in (the previous
+        index waits in ``.old`` until the new one is in place; a save killed between the
+        two renames is finished by the next save or load, see :func:`recover`)."""
+        from kgrag.paths import private_dir, writing
+
         self._stamp()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        for sp, idx in self.spaces.items():
-            idx.save(tmp / sp)
-        (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=1, sort_keys=True))
-        if self.path.exists():
-            old = self.path.with_name(self.path.name + ".old")
-            if old.exists():
+        with writing(self.path.parent, "write the indexes"):
+            recover(self.path)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            private_dir(self.path.parent)
+            tmp.mkdir(mode=0o700)
+            for sp, idx in self.spaces.items():
+                idx.save(tmp / sp)
+            (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=1, sort_keys=True))
+            if self.path.exists():
+                old = self.path.with_name(self.path.name + ".old")
+                if old.exists():
+                    shutil.rmtree(old)
+                try:
+                    self.path.rename(old)
+                except OSError as e:
+                    if e.errno not in (errno.EBUSY, errno.EXDEV):
+                        raise
+                    shutil.rmtree(tmp)
+                    raise StorageError(f"cannot swap the new index in: {self.path} is a mount point",
+                                       fix="mount a folder above it (e.g. the whole kgrag home) instead") from e
+                tmp.rename(self.path)
                 shutil.rmtree(old)
-            self.path.rename(old)
-            tmp.rename(self.path)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(self.path)
+            else:
+                tmp.rename(self.path)
 
     @classmethod
     def load(cls, path: str | Path, *, expect_encoder: str | None = None, expect_graph_version: str | None = None,
@@ -329,6 +348,7 @@ class IndexSet:
         must equal what the index was built with, else ``IndexMismatchError``.
         ``model`` is kept for :meth:`add` (its fingerprint is checked too)."""
         p = Path(path)
+        recover(p)
         if not (p / "manifest.json").is_file():
             raise InputError(f"no indexes at {p}", fix="run 'kgrag index build'")
         meta = json.loads((p / "manifest.json").read_text())
@@ -376,6 +396,10 @@ class IndexSet:
             new.append(s)
         if not new:
             return 0
+        from kgrag.paths import check_writable
+
+        check_writable(self.path, "write the indexes")
+        check_writable(self.path.parent, "write the indexes")
         data = self._encode(model, new, batch, progress)
         flat_max = int(self.meta.get("flat_max", FLAT_INDEX_MAX))
         for sp in SPACES:
@@ -392,6 +416,22 @@ class IndexSet:
         self.meta["updated_at"] = _now()
         self.save()
         return len(new)
+
+
+def recover(path: str | Path) -> bool:
+    """Finish a save that was killed between moving the old index aside and moving the
+    new one in: with no index at ``path``, a complete ``.old`` goes back.  True if it did."""
+    p = Path(path)
+    old = p.with_name(p.name + ".old")
+    if p.exists() or not (old / "manifest.json").is_file():
+        return False
+    try:
+        old.rename(p)
+    except OSError as e:  # a read-only index folder: load from .old is still refused below
+        log.warning("could not move %s back to %s: %s", old, p, e)
+        return False
+    log.warning("restored the previous index from %s (a save was interrupted)", old)
+    return True
 
 
 # -- settings-level entry points (used by kgrag index ...) --------------------------------

@@ -194,11 +194,13 @@ def build_graph(settings: Any, *, docstore: Any = None, store: GraphStore | None
         rep.changes = diff(before, after, kg.drift_threshold)
         rep.graph_version = store.version(params)
         rep.seconds = time.perf_counter() - t0
-        out = settings.runs_dir / "kg"
-        out.mkdir(parents=True, exist_ok=True)
+        store.compact()  # the next server start loads a snapshot instead of replaying the build
+        from kgrag.paths import private_dir, write_private
+
+        out = private_dir(settings.runs_dir / "kg")
         path = out / f"build-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}.json"
         snapshot = [{k: e[k] for k in ("src", "dst", "p", "status", "support", "p_value")} for e in after.values()]
-        path.write_text(json.dumps({**rep.to_dict(), "edges": snapshot}, indent=1, default=str))
+        write_private(path, json.dumps({**rep.to_dict(), "edges": snapshot}, indent=1, default=str))
         rep.report_path = str(path)
         return rep
     finally:
