@@ -8,6 +8,9 @@ SPEC is ``module:Class.method:when:N[:first_arg][:target]``:
   argument equals ``first_arg`` when one is given);
 - ``target`` is ``self`` (default: this kgrag process dies) or ``server`` (the
   embedded FalkorDB server of $KGRAG_HOME is killed and the command goes on).
+
+``KGRAG_TEST_SET="module:NAME=int,..."`` sets module constants first (e.g. a smaller
+ingest batch, so a kill lands between batches).
 """
 
 from __future__ import annotations
@@ -67,7 +70,15 @@ def install(spec: str) -> None:
     setattr(owner, meth, wrapper)
 
 
+def set_constants(spec: str) -> None:
+    for item in filter(None, spec.split(",")):
+        target, value = item.split("=")
+        module, name = target.split(":")
+        setattr(importlib.import_module(module), name, int(value))
+
+
 if __name__ == "__main__":
+    set_constants(os.environ.get("KGRAG_TEST_SET", ""))
     install(sys.argv[1])
     from kgrag.cli import main
 
