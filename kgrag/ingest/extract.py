@@ -274,7 +274,8 @@ def split_long(text: str, limit: int = MAX_CHUNK_CHARS) -> list[tuple[int, str]]
     while n - i > limit:
         window = text[i : i + limit]
         cut = max(window.rfind(". "), window.rfind("? "), window.rfind("! "), window.rfind("\n"))
-        cut = cut + 1 if cut > 0 else (window.rfind(" ") if window.rfind(" ") > 0 else limit)
+        space = window.rfind(" ")
+        cut = cut + 1 if cut > 0 else (space + 1 if space > 0 else limit)
         out.append((i, text[i : i + cut]))
         i += cut
     out.append((i, text[i:]))
