@@ -69,7 +69,7 @@ class FalkorDBStore(CypherGraphStore):
             info["running"] = True
         except Exception as e:  # status is diagnostic; report rather than fail
             info["running"] = False
-            info["error"] = f"{type(e).__name__}: {e}"
+            info["error"] = f"{type(e).__name__}: {redact_uri(str(e))}"
         return info
 
     # -- execution ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -96,7 +97,7 @@ def test_d14c_the_driver_logs_nothing_without_v(tmp_path):
     r = kgrag(tmp_path / "home", "kg", "show", env=env)
     assert_clean_failure(r, "cannot reach Neo4j")
     assert "neo4j.pool" not in r.stderr and " ERROR " not in r.stderr, r.stderr
-    assert [ln for ln in r.stderr.splitlines() if ln.strip()][0].startswith("error: ")
+    assert re.match(r"error E\d{3}: ", [ln for ln in r.stderr.splitlines() if ln.strip()][0])
     # the routing driver does log it at ERROR: it shows with -v
     assert "ERROR neo4j.pool" in kgrag(tmp_path / "home", "-v", "kg", "show", env=env).stderr
 
