@@ -377,31 +377,30 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
         seen: set[str] = set()
         todo: list[dict[str, Any]] = []
         unchanged: list[str] = []
-        bar = tqdm(desc="ingest", unit="report", disable=not progress)
-        for rec in read(source, fmt, images_dir):
-            rep.n_read += 1
-            bar.update(1)
-            if rec.error:
-                fail(rec.ref, None, rec.error, rec.fix or "fix the record")
-                continue
-            try:
-                st = validate(rec, settings.ingest.max_report_chars, images_root=images_root,
-                              allow_outside_images=allow_outside_images)
-            except RecordError as e:
-                rid = (rec.data or {}).get("id")
-                fail(rec.ref, rid if isinstance(rid, str | int) else None, e.message, e.fix)
-                continue
-            if st["id"] in seen:
-                fail(rec.ref, st["id"], f"duplicate id {st['id']!r} (first occurrence kept)", "make ids unique")
-                continue
-            seen.add(st["id"])
-            prev = known.get(st["id"])
-            if prev and prev[0] == st["content_hash"]:
-                rep.n_unchanged += 1
-                unchanged.append(st["id"])
-                continue
-            todo.append(st)
-        bar.close()
+        with tqdm(desc="ingest", unit="report", disable=not progress) as bar:
+            for rec in read(source, fmt, images_dir):
+                rep.n_read += 1
+                bar.update(1)
+                if rec.error:
+                    fail(rec.ref, None, rec.error, rec.fix or "fix the record")
+                    continue
+                try:
+                    st = validate(rec, settings.ingest.max_report_chars, images_root=images_root,
+                                  allow_outside_images=allow_outside_images)
+                except RecordError as e:
+                    rid = (rec.data or {}).get("id")
+                    fail(rec.ref, rid if isinstance(rid, str | int) else None, e.message, e.fix)
+                    continue
+                if st["id"] in seen:
+                    fail(rec.ref, st["id"], f"duplicate id {st['id']!r} (first occurrence kept)", "make ids unique")
+                    continue
+                seen.add(st["id"])
+                prev = known.get(st["id"])
+                if prev and prev[0] == st["content_hash"]:
+                    rep.n_unchanged += 1
+                    unchanged.append(st["id"])
+                    continue
+                todo.append(st)
         rewrite = {s["id"] for s in todo}
         unsynced = sorted(sid for sid, (_, synced) in known.items() if not synced and sid not in rewrite)
         if unsynced:
@@ -409,22 +408,21 @@ def ingest(settings: Any, source: str | Path, *, fmt: str | None = None, images_
         for e in docstore.image_errors(unchanged):  # an unchanged study keeps its image errors in the report
             rep.n_image_errors += 1
             fail(e["study_id"], e["study_id"], e["error"], "fix or drop the image; the study is kept text-only", "image")
-        bar = tqdm(total=len(todo), desc="extract", unit="report", disable=not progress)
-        batches = list(_batches(todo, BATCH if workers <= 1 else max(16, min(BATCH, len(todo) // (workers * 4) or 16))))
-        if workers > 1 and len(batches) > 1:
-            import multiprocessing as mp
+        with tqdm(total=len(todo), desc="extract", unit="report", disable=not progress) as bar:
+            batches = list(_batches(todo, BATCH if workers <= 1 else max(16, min(BATCH, len(todo) // (workers * 4) or 16))))
+            if workers > 1 and len(batches) > 1:
+                import multiprocessing as mp
 
-            ctx = mp.get_context("fork")
-            with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for done in pool.imap(_process, batches):
+                ctx = mp.get_context("fork")
+                with ctx.Pool(workers, initializer=_worker_init) as pool:
+                    for done in pool.imap(_process, batches):
+                        _write(done, docstore, store, run_id, rep, fail)
+                        bar.update(len(done))
+            else:
+                for b in batches:
+                    done = _process(b)
                     _write(done, docstore, store, run_id, rep, fail)
                     bar.update(len(done))
-        else:
-            for b in batches:
-                done = _process(b)
-                _write(done, docstore, store, run_id, rep, fail)
-                bar.update(len(done))
-        bar.close()
         if rep.n_written or unsynced:
             store.compact()  # the next server start loads a snapshot instead of replaying the batches
         ok = True

@@ -52,7 +52,7 @@ def assert_clean_failure(r: subprocess.CompletedProcess, *needles: str) -> None:
     err = r.stderr
     assert r.returncode not in (0, -9), f"expected a failure, got rc={r.returncode}\n{err[-2000:]}"
     assert "Traceback" not in err, err[-4000:]
-    assert re.search(r"^error( E\d{3})?: ", err, re.M) and "fix:" in err, err[-2000:]
+    assert re.search(r"(^|\r)error( E\d{3})?: ", err, re.M) and "fix:" in err, err[-2000:]
     for n in needles:
         assert n.lower() in err.lower(), f"{n!r} not in:\n{err[-2000:]}"
 

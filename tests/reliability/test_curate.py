@@ -64,7 +64,7 @@ def test_d07_a_vanished_edge_applies_nothing(home):
     edges = store.edges()
     rows = [{"src": e["src"], "dst": e["dst"], "status": "rejected", "reviewed_by": "ana", "locked": True,
              "note": None, "reviewed_at": "2026-01-01T00:00:00+00:00", "p": None} for e in edges[:5]]
-    rows.append({**rows[0], "src": edges[0]["dst"], "dst": edges[0]["src"]})  # no such edge
+    rows.append({**rows[0], "dst": edges[0]["src"]})  # a self-loop: never an edge
     before = store.export()
     assert store.apply_reviews(rows) == 0
     assert store.export() == before

@@ -76,7 +76,6 @@ def cli_home(tmp_path_factory):
         run("audit", "audit", "--json", "--html", str(tmp / "audit.html"), ok=False)
         run("train", "-v", "train", "--epochs", "1", "--batch-size", "16", "--no-progress", "--json")
         run("index build", "-v", "index", "build", "--no-progress", "--json")
-        run("index add", "index", "add", "--no-progress", "--json")
         run("index info", "index", "info", "--json")
         run("query", "-v", "query", "--findings", "Right lower lobe consolidation.", "--question",
             "Is there pneumonia?", "--json")
