@@ -5,7 +5,9 @@ A synthetic corpus (1,000 and 3,600 studies, images left out) is ingested and it
 graph built with the automatic rewrite switched off, so the AOF holds every
 statement; the server is restarted (timed), the AOF rewritten, and restarted again
 (timed).  The start-up timeout kgrag would allow for each AOF is recorded beside it.
-The 1-minute load average is recorded: the machine may be shared.
+The 1-minute load average is recorded: the machine may be shared.  (Before this
+benchmark existed, an AOF written by the previous kgrag for 3,600 studies, whose
+schema statements are replayed with the data, took 6.6-7.0 s to load here.)
 
     python benchmarks/bench_restart.py
 """
