@@ -212,9 +212,18 @@ class EvidenceBundle:
         (MR-RAG).  All equal (or one item): 0 for all, i.e. no item is favoured."""
         return minmax([e.fused if e.fused is not None else e.score for e in self.evidence])
 
-    def diagnoses(self) -> list[Posterior]:
-        """Posteriors of Diagnosis-role concepts, most probable first (``no_finding`` excluded)."""
-        ds = [p for c, p in self.posteriors.items() if self.roles.get(c) == "Diagnosis" and c != "no_finding"]
+    def graph_has_opinion(self, concept: str) -> bool:
+        """P(c | V_I) says something about this image: c is in V_I, or a causal path from an
+        observed concept reaches it (otherwise the posterior is only c's leak)."""
+        if concept not in self.posteriors or not (self.observed or self.image_findings):
+            return False
+        return self.image_probability(concept) is not None or bool(self.posteriors[concept].paths)
+
+    def diagnoses(self, *, informed: bool = False) -> list[Posterior]:
+        """Posteriors of Diagnosis-role concepts, most probable first (``no_finding`` excluded);
+        ``informed``: only those the graph has an opinion about."""
+        ds = [p for c, p in self.posteriors.items() if self.roles.get(c) == "Diagnosis" and c != "no_finding"
+              and (not informed or self.graph_has_opinion(c))]
         return sorted(ds, key=lambda p: (-p.probability, p.concept))
 
     def without(self, evidence_ids: Iterable[str]) -> EvidenceBundle:

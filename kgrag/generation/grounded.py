@@ -91,15 +91,8 @@ def combine(p_causal: float | None, vote: float | None, causal_weight: float = 0
     return causal_weight * p_causal + (1.0 - causal_weight) * vote
 
 
-def graph_has_opinion(bundle: EvidenceBundle, concept: str) -> bool:
-    """P(c | V_I) says something about this image: c is in V_I, or a path from an observed concept reaches it."""
-    if concept not in bundle.posteriors or not (bundle.observed or bundle.image_findings):
-        return False
-    return bundle.image_probability(concept) is not None or bool(bundle.posteriors[concept].paths)
-
-
 def belief(bundle: EvidenceBundle, concept: str, causal_weight: float = 0.7) -> Belief:
-    p_causal = bundle.posterior(concept) if graph_has_opinion(bundle, concept) else None
+    p_causal = bundle.posterior(concept) if bundle.graph_has_opinion(concept) else None
     pres, absn, unm = [], [], []
     for e in bundle.evidence:
         a = e.assertions().get(concept)
@@ -342,7 +335,7 @@ class GroundedGenerator:
                 parts.append(f"{sec.upper()}: {body}")
         text = " ".join(parts) or "No evidence sentence or image finding supports a report."
         cites = list(dict.fromkeys(i for w in written for i in w.cites))
-        likely = [p.concept for p in bundle.diagnoses() if dec.get(p.concept)]
+        likely = [p.concept for p in bundle.diagnoses(informed=True) if dec.get(p.concept)]
         paths, cfs = [], []
         for d in likely[:3]:
             ps, cs = explanation(bundle, d)
@@ -405,7 +398,7 @@ class GroundedGenerator:
         return None
 
     def diagnosis(self, bundle: EvidenceBundle) -> Answer:
-        ds = [d for d in bundle.diagnoses() if graph_has_opinion(bundle, d.concept)]
+        ds = bundle.diagnoses(informed=True)
         if ds:
             ranked = [(d.concept, d.probability, "posterior") for d in ds]
         else:  # no V_I: the evidence vote over the diagnoses the evidence states
