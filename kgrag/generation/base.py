@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from kgrag.errors import InputError, KgragError
+from kgrag.errors import InputError
 from kgrag.generation.evidence import EvidenceBundle
 
 REPORT, CLOSED_VQA, OPEN_VQA, DIAGNOSIS = "report", "closed_vqa", "open_vqa", "diagnosis"
@@ -34,10 +34,6 @@ GENERATORS: dict[str, str] = {
     "transformers": "kgrag.generation.hf:TransformersGenerator",
     "http": "kgrag.generation.remote:HTTPGenerator",
 }
-
-
-class GenerationError(KgragError):
-    """A generator could not produce an answer (model, server or prompt problem)."""
 
 
 @dataclass(slots=True)

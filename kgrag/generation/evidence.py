@@ -107,6 +107,7 @@ class EvidenceItem:
     reward: float | None = None
     pagerank: float | None = None
     sentences: tuple[EvidenceSentence, ...] = ()
+    text: Mapping[str, str] = field(default_factory=dict)  # the study's report by section (findings, impression)
 
     @property
     def fused(self) -> float | None:
@@ -123,6 +124,10 @@ class EvidenceItem:
         return out
 
     def section_text(self, *sections: str) -> str:
+        """The report text of these sections: the stored section text when the bundle has it,
+        else the joined sentences."""
+        if self.text:
+            return " ".join(self.text[x].strip() for x in (sections or tuple(self.text)) if self.text.get(x))
         return " ".join(s.text for s in self.sentences if not sections or s.section in sections)
 
 
@@ -365,7 +370,7 @@ def _posterior_from(concept: str, d: Mapping[str, Any]) -> Posterior:
 
 def _item_dict(e: EvidenceItem) -> dict[str, Any]:
     return {"id": e.id, "rank": e.rank, "score": e.score, "similarity": dict(e.similarity), "causal_loglik": e.causal_loglik,
-            "reward": e.reward, "pagerank": e.pagerank,
+            "reward": e.reward, "pagerank": e.pagerank, "text": dict(e.text),
             "sentences": [{"text": s.text, "section": s.section,
                            "mentions": [{"concept": m.concept, "assertion": m.assertion} for m in s.mentions]}
                           for s in e.sentences]}
@@ -381,4 +386,4 @@ def _item_from(d: Mapping[str, Any]) -> EvidenceItem:
                                           tuple(Mentioned(m["concept"], m["assertion"]) for m in s.get("mentions", []))))
     sim = dict(d.get("similarity") or {})
     return EvidenceItem(d["id"], int(d["rank"]), float(d["score"]), sim, d.get("causal_loglik"), d.get("reward"),
-                        d.get("pagerank"), tuple(sents))
+                        d.get("pagerank"), tuple(sents), dict(d.get("text") or {}))

@@ -29,13 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kgrag.errors import ConfigError, ModelNotFoundError
+from kgrag.errors import ConfigError, ModelMismatchError, ModelNotFoundError
 from kgrag.generation.base import (
     CLOSED_VQA,
     DIAGNOSIS,
     REPORT,
     Answer,
-    GenerationError,
     check_task,
     cited,
     explanation,
@@ -180,7 +179,7 @@ class TransformersGenerator:
             text = owner.apply_chat_template(prompt.messages(n_images), tokenize=False, add_generation_prompt=True)
             return text, prompt.version
         if n_images:
-            raise GenerationError("the VLM's processor has no chat template, so kgrag cannot place the images",
+            raise ModelMismatchError("the VLM's processor has no chat template, so kgrag cannot place the images",
                                   fix="use a model directory whose processor or tokenizer has a chat template")
         return f"System:\n{prompt.system}\n\nUser:\n{prompt.user}\n\nAssistant:\n", f"{prompt.version}+{PLAIN_TEMPLATE}"
 
@@ -233,7 +232,7 @@ class TransformersGenerator:
             if limit is None or enc["n_tokens"] + self.max_new_tokens <= limit:
                 return enc
             if docs == 0:
-                raise GenerationError(f"the prompt needs {enc['n_tokens']} tokens; the model's context is {limit}",
+                raise ConfigError(f"the prompt needs {enc['n_tokens']} tokens; the model's context is {limit}",
                                       fix="lower KGRAG_GENERATION__MAX_NEW_TOKENS or use a model with a longer context")
             docs -= 1
             log.info("prompt too long for the context (%d tokens): keeping %d evidence documents", enc["n_tokens"], docs)
@@ -287,7 +286,7 @@ class TransformersGenerator:
                                               return_dict_in_generate=True, output_logits=True, pad_token_id=pad,
                                               stopping_criteria=stopping or None)
         except (RuntimeError, ValueError) as e:
-            raise GenerationError(f"generation with {self.model_path} failed: {e}",
+            raise ModelMismatchError(f"generation with {self.model_path} failed: {e}",
                                   fix="check that the model directory holds a generative model and its tokenizer") from e
         finally:
             if bar is not None:

@@ -169,7 +169,9 @@ class QuestionParser:
         """Concepts named in the normalised question ``q`` in order of appearance, and
         the assertion the extractor gave each (from the first text that names it)."""
         texts = [q, *rewrites(q)]
-        found = self.extractor.extract_many([(f"q{i}", t) for i, t in enumerate(texts)])
+        x = self.extractor
+        items = [(f"q{i}", t) for i, t in enumerate(texts)]
+        found = x.extract_many(items) if hasattr(x, "extract_many") else [x.extract(i, t) for i, t in items]
         order: list[tuple[int, str]] = []
         assertion: dict[str, str] = {}
         taken = []

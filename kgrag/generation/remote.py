@@ -11,7 +11,7 @@ The prompt is the task's versioned template (:mod:`kgrag.generation.prompts`): t
 evidence sentences, V_I, the posteriors, paths and interventions.  Decoding is greedy
 (``temperature = 0``).  429 and 5xx answers and timeouts are retried with exponential
 backoff (``Retry-After`` is honoured up to 30 s); other failures raise a
-:class:`~kgrag.generation.base.GenerationError` naming the URL.
+:class:`~kgrag.errors.ServiceError` naming the URL.
 
 Closed questions: ``P(yes)`` comes from the first answer token's ``top_logprobs`` when
 the server returns them (``lm.yes_no.v1``); a server that does not gives the grounded
@@ -28,13 +28,12 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from kgrag.errors import ConfigError
+from kgrag.errors import ConfigError, ServiceError
 from kgrag.generation.base import (
     CLOSED_VQA,
     DIAGNOSIS,
     REPORT,
     Answer,
-    GenerationError,
     check_task,
     cited,
     explanation,
@@ -135,13 +134,13 @@ class HTTPGenerator:
                     try:
                         return r.json()
                     except (json.JSONDecodeError, ValueError) as e:
-                        raise GenerationError(f"the server at {url} answered with malformed JSON ({e})",
+                        raise ServiceError(f"the server at {url} answered with malformed JSON ({e})",
                                               fix="check that KGRAG_GENERATION__BASE_URL points at an OpenAI-compatible "
                                                   "/v1 endpoint") from None
                 body = self._redact(r.text[:300])
                 last = f"HTTP {r.status_code}: {body}"
                 if r.status_code not in RETRY_STATUS:
-                    raise GenerationError(f"the server at {url} refused the request: {last}",
+                    raise ServiceError(f"the server at {url} refused the request: {last}",
                                           fix="check KGRAG_GENERATION__MODEL and KGRAG_GENERATION__API_KEY")
                 ra = r.headers.get("Retry-After")
                 if ra and ra.strip().replace(".", "", 1).isdigit():
@@ -150,7 +149,7 @@ class HTTPGenerator:
                      self.retries + 1)
             if attempt < self.retries:
                 time.sleep(delay)
-        raise GenerationError(f"the generation server at {url} failed after {self.retries + 1} attempts: {last}",
+        raise ServiceError(f"the generation server at {url} failed after {self.retries + 1} attempts: {last}",
                               fix="check that the server is running and reachable, or raise KGRAG_GENERATION__TIMEOUT_S "
                                   "/ KGRAG_GENERATION__RETRIES")
 
@@ -176,7 +175,7 @@ class HTTPGenerator:
             choice = data["choices"][0]
             text = (choice["message"]["content"] or "").strip()
         except (KeyError, IndexError, TypeError) as e:
-            raise GenerationError(f"the server at {safe_url(self.url)} answered without choices[0].message.content",
+            raise ServiceError(f"the server at {safe_url(self.url)} answered without choices[0].message.content",
                                   fix="check that the endpoint is OpenAI chat-completions compatible") from e
         q = bundle.question
         concept = q.concept if q is not None else None

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kgrag.generation.base import GenerationError
+from kgrag.errors import ServiceError
 from kgrag.generation.remote import HTTPGenerator, yes_probability
 from tests.unit.generation._gen_bundles import bundle, closed
 
@@ -135,7 +135,7 @@ def test_429_then_ok_is_retried(server):
 
 def test_500_is_retried_then_a_clear_error_without_the_key(server):
     _Fake.mode = "500"
-    with pytest.raises(GenerationError) as e:
+    with pytest.raises(ServiceError) as e:
         _gen(server, retries=2).generate(_bundle())
     assert len(_Fake.calls) == 3
     msg = str(e.value)
@@ -146,27 +146,27 @@ def test_500_is_retried_then_a_clear_error_without_the_key(server):
 def test_timeout_is_retried_then_names_the_url(server):
     _Fake.mode = "timeout"
     t0 = time.perf_counter()
-    with pytest.raises(GenerationError, match="no answer within 0.2 s") as e:
+    with pytest.raises(ServiceError, match="no answer within 0.2 s") as e:
         _gen(server, retries=1, timeout_s=0.2).generate(_bundle())
     assert server in str(e.value) and len(_Fake.calls) == 2 and time.perf_counter() - t0 < 5
 
 
 def test_malformed_json_is_a_clear_error(server):
     _Fake.mode = "malformed"
-    with pytest.raises(GenerationError, match="malformed JSON") as e:
+    with pytest.raises(ServiceError, match="malformed JSON") as e:
         _gen(server).generate(_bundle())
     assert server in str(e.value) and len(_Fake.calls) == 1
 
 
 def test_client_error_is_not_retried(server):
     _Fake.mode = "400"
-    with pytest.raises(GenerationError, match="refused the request: HTTP 400"):
+    with pytest.raises(ServiceError, match="refused the request: HTTP 400"):
         _gen(server).generate(_bundle())
     assert len(_Fake.calls) == 1
 
 
 def test_unreachable_server_names_the_url():
-    with pytest.raises(GenerationError, match="cannot connect") as e:
+    with pytest.raises(ServiceError, match="cannot connect") as e:
         _gen("http://127.0.0.1:9/v1", retries=0, timeout_s=1).generate(_bundle())
     assert "http://127.0.0.1:9/v1/chat/completions" in str(e.value)
 
