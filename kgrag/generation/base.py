@@ -41,6 +41,7 @@ class Answer:
     text: str
     yes_no: str | None = None  # "yes" | "no" | None
     probability: float | None = None  # closed VQA: P(yes); diagnosis: P(top diagnosis | V_I)
+    posterior: float | None = None  # P(concept | V_I) from the causal graph, when it has an opinion
     task: str = REPORT
     intent: str | None = None
     concept: str | None = None
@@ -56,8 +57,9 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if self.probability is not None:
-            d["probability"] = round(float(self.probability), 6)
+        for k in ("probability", "posterior"):
+            if d[k] is not None:
+                d[k] = round(float(d[k]), 6)
         return d
 
 
@@ -112,8 +114,11 @@ def explanation(bundle: EvidenceBundle, concept: str | None, *, limit: int = 3) 
     if post is None:
         return [], []
     paths = [{"nodes": list(p.nodes), "strength": round(p.strength, 6)} for p in post.paths[:limit]]
-    cfs = [{"do": dict(c.setting), "probability": round(c.probability, 6), "kind": c.kind, "target": concept,
-            "description": c.describe(bundle.names)} for c in post.counterfactuals]
+    # the counterfactuals that change P(concept), largest change first
+    moved = sorted((c for c in post.counterfactuals if abs(c.probability - post.probability) > 1e-6),
+                   key=lambda c: -abs(c.probability - post.probability))
+    cfs = [{"do": dict(c.setting), "probability": round(c.probability, 6), "baseline": round(post.probability, 6),
+            "kind": c.kind, "target": concept, "description": c.describe(bundle.names)} for c in moved]
     return paths, cfs
 
 

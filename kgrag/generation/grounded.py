@@ -25,9 +25,11 @@ the posterior and is the probability ``kgrag eval`` scores (AUC).
 - one sentence per concept, preferring the best-ranked sentence that agrees with
   every decision it touches (a sentence that contradicts a decision, or hedges, is
   never used); present concepts first, then at most ``max_negatives`` sentences of
-  negatives the top evidence states; a sentence covering several concepts counts once;
-- when evidence items disagree on a concept, a note says which ones and that the
-  posterior (or, without one, the evidence majority) decided;
+  negatives the top three evidence items state; a sentence covering several concepts
+  counts once; without a posterior a concept is present when the evidence vote is;
+- when evidence items disagree on a concept the report writes about, and the posterior
+  decided it (or the top evidence itself disagrees), a note says which items and what
+  decided (at most ``max_notes``);
 - a concept with no agreeing evidence sentence is written from V_I (``[V_I]``), or
   for a diagnosis from the posterior and its path, when they support it; otherwise
   it is left out: no sentence is about a concept neither the evidence nor V_I supports;
@@ -149,8 +151,10 @@ class GroundedGenerator:
     model = None
     prompt_version = SCHEME
 
-    def __init__(self, *, causal_weight: float = 0.7, max_negatives: int = 4, negatives_from_top: int = 3) -> None:
+    def __init__(self, *, causal_weight: float = 0.7, max_negatives: int = 4, negatives_from_top: int = 3,
+                 max_notes: int = 3) -> None:
         self.causal_weight, self.max_negatives, self.negatives_from_top = causal_weight, max_negatives, negatives_from_top
+        self.max_notes = max_notes
 
     @classmethod
     def from_settings(cls, settings: Any, **_: Any) -> GroundedGenerator:
@@ -208,12 +212,20 @@ class GroundedGenerator:
                 continue
             if b.p_causal is not None:
                 dec[c] = b.p_causal >= 0.5
-            elif b.present or b.absent:
-                dec[c] = len(b.present) > len(b.absent)
+            elif (b.present or b.absent) and b.vote is not None:
+                dec[c] = b.vote >= 0.5  # reports that do not mention c count against it
             elif b.p_image is not None:
                 dec[c] = b.p_image >= 0.5
         dec["no_finding"] = not any(v for c, v in dec.items() if c not in _NOT_FINDINGS)
         return dec, beliefs, order
+
+    @staticmethod
+    def _noteworthy(b: Belief, top_ids: set[str]) -> bool:
+        """A dispute the report says it resolved: evidence items disagree, and the posterior
+        decided it or the disagreement reaches the top evidence."""
+        if not b.disputed:
+            return False
+        return b.p_causal is not None or (bool(set(b.present) & top_ids) and bool(set(b.absent) & top_ids))
 
     @staticmethod
     def _agrees(s: EvidenceSentence, dec: Mapping[str, bool]) -> bool:
@@ -275,20 +287,20 @@ class GroundedGenerator:
         top_ids = {e.id for e in bundle.evidence[: self.negatives_from_top]}
         present = [c for c in order if dec.get(c) and c != "no_finding"]
         present.sort(key=lambda c: -(beliefs[c].p_causal if beliefs[c].p_causal is not None else (beliefs[c].p or 0.0)))
-        negatives = [c for c in order if dec.get(c) is False and (set(beliefs[c].absent) & top_ids or beliefs[c].present)]
-        negatives.sort(key=lambda c: (0 if beliefs[c].present else 1, -len(beliefs[c].absent), order.index(c)))
+        negatives = [c for c in order if dec.get(c) is False and set(beliefs[c].absent) & top_ids]
+        negatives.sort(key=lambda c: (0 if self._noteworthy(beliefs[c], top_ids) else 1, -len(beliefs[c].absent), order.index(c)))
         needed: list[tuple[str, bool]] = [(c, True) for c in present]
         if dec.get("no_finding") and beliefs.get("no_finding") and beliefs["no_finding"].present:
             needed.append(("no_finding", True))
         covered: set[str] = set()
         used: set[str] = set()
         out: list[_Written] = []
-        n_neg = 0
+        n_neg = n_notes = 0
         for c, want in needed + [(c, False) for c in negatives]:
             if c in covered:
                 continue
             b = beliefs[c]
-            if not want and n_neg >= self.max_negatives and not b.present:
+            if not want and n_neg >= self.max_negatives:
                 continue
             hit = self._pick(bundle, c, want, dec, covered, used)
             w: _Written | None
@@ -305,8 +317,9 @@ class GroundedGenerator:
             if w is not None:
                 out.append(w)
                 n_neg += 0 if want else 1
-            if b.disputed:
+            if self._noteworthy(b, top_ids) and n_notes < self.max_notes:
                 out.append(self._note(bundle, b, want, w.section if w else self._section(bundle, None, [c])))
+                n_notes += 1
         # what V_I sees that no evidence sentence states
         for f in bundle.image_findings:
             c = f.concept
@@ -386,8 +399,8 @@ class GroundedGenerator:
             ob = belief(bundle, other, self.causal_weight)
             if ob.p is not None:
                 parts.append(f"Also asked: {bundle.name(other)}, P = {ob.p:.2f}.")
-        return Answer(" ".join(parts), "yes" if yes else "no", py, CLOSED_VQA, concept=c, citations=cites, paths=paths,
-                      counterfactuals=cfs, sentences=[w.record() for w in written], scheme=SCHEME)
+        return Answer(" ".join(parts), "yes" if yes else "no", py, b.p_causal, CLOSED_VQA, concept=c, citations=cites,
+                      paths=paths, counterfactuals=cfs, sentences=[w.record() for w in written], scheme=SCHEME)
 
     def _quote(self, bundle: EvidenceBundle, c: str, present: bool) -> tuple[EvidenceItem, EvidenceSentence] | None:
         want = "present" if present else "absent"
@@ -429,8 +442,8 @@ class GroundedGenerator:
             cites.append(e.id)
         if len(ranked) > 1:
             parts.append("Next: " + ", ".join(f"{bundle.name(x)} ({px:.2f})" for x, px, _ in ranked[1:4]) + ".")
-        return Answer(" ".join(parts), None, p, DIAGNOSIS, concept=c, citations=cites, paths=paths, counterfactuals=cfs,
-                      scheme=SCHEME)
+        return Answer(" ".join(parts), None, p, p if how == "posterior" else None, DIAGNOSIS, concept=c, citations=cites,
+                      paths=paths, counterfactuals=cfs, scheme=SCHEME)
 
     def attribute(self, bundle: EvidenceBundle, kind: str) -> Answer:
         """Where ("location") or how large/severe ("severity") a concept is, from the words of
@@ -475,8 +488,8 @@ class GroundedGenerator:
                 parts.append("Also: " + ", ".join(f"{k} ({len(support[k])})" for k, _ in ranked[1:3]) + ".")
         else:
             parts.append(f"No retrieved report states the {what} of {name}.")
-        return Answer(" ".join(parts), None, b.p, OPEN_VQA, concept=c, citations=cites, paths=paths, counterfactuals=cfs,
-                      scheme=SCHEME)
+        return Answer(" ".join(parts), None, b.p, b.p_causal, OPEN_VQA, concept=c, citations=cites, paths=paths,
+                      counterfactuals=cfs, scheme=SCHEME)
 
     def unparsed(self, bundle: EvidenceBundle, n: int = 3) -> Answer:
         written, _, _ = self._compose(bundle)

@@ -183,10 +183,11 @@ class TransformersGenerator:
                                   fix="use a model directory whose processor or tokenizer has a chat template")
         return f"System:\n{prompt.system}\n\nUser:\n{prompt.user}\n\nAssistant:\n", f"{prompt.version}+{PLAIN_TEMPLATE}"
 
-    def encode(self, bundle: EvidenceBundle, task: str, max_docs: int | None = None) -> dict[str, Any]:
+    def encode(self, bundle: EvidenceBundle, task: str, max_docs: int | None = None, max_definitions: int = 5) -> dict[str, Any]:
         """Tokenised inputs for ``task`` and the token spans IFA needs."""
         self.warm_up()
-        prompt = build_prompt(bundle, task, version=self.prompt_set, max_docs=self.max_docs if max_docs is None else max_docs)
+        prompt = build_prompt(bundle, task, version=self.prompt_set, max_docs=self.max_docs if max_docs is None else max_docs,
+                              max_definitions=max_definitions)
         images = []
         if self.is_vlm and prompt.images:
             from kgrag.generation.media import pil_image
@@ -227,15 +228,24 @@ class TransformersGenerator:
         self.warm_up()
         limit = self._context_limit()
         docs = min(self.max_docs, len(bundle.evidence))
+        defs = 5
         while True:
-            enc = self.encode(bundle, task, max_docs=docs)
+            enc = self.encode(bundle, task, max_docs=docs, max_definitions=defs)
             if limit is None or enc["n_tokens"] + self.max_new_tokens <= limit:
                 return enc
-            if docs == 0:
-                raise ConfigError(f"the prompt needs {enc['n_tokens']} tokens; the model's context is {limit}",
-                                      fix="lower KGRAG_GENERATION__MAX_NEW_TOKENS or use a model with a longer context")
-            docs -= 1
-            log.info("prompt too long for the context (%d tokens): keeping %d evidence documents", enc["n_tokens"], docs)
+            # shed the least relevant documents first, keeping one; then the definitions; then the last document
+            if docs > 1:
+                docs -= 1
+            elif defs > 0:
+                defs = 0
+            elif docs == 1:
+                docs = 0
+            else:
+                raise ConfigError(f"the prompt needs {enc['n_tokens']} tokens and {self.max_new_tokens} new ones; "
+                                  f"the model's context is {limit}",
+                                  fix="lower KGRAG_GENERATION__MAX_NEW_TOKENS or use a model with a longer context")
+            log.info("prompt too long for the context (%d tokens): %d evidence documents, %d definitions", enc["n_tokens"],
+                     docs, defs)
 
     def _yes_no_ids(self) -> tuple[list[int], list[int]]:
         def first(words: Sequence[str]) -> list[int]:
@@ -330,6 +340,8 @@ class TransformersGenerator:
         if task == REPORT:
             concept = None
         ans.paths, ans.counterfactuals = explanation(bundle, concept)
+        if concept is not None and bundle.graph_has_opinion(concept):
+            ans.posterior = bundle.posterior(concept)
         return ans
 
 

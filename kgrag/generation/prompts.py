@@ -135,7 +135,7 @@ def _counterfactuals(b: EvidenceBundle, limit: int = 6) -> str:
 
 
 def _definitions(b: EvidenceBundle, limit: int = 5) -> str:
-    return "\n".join(f"- {d.name}: {d.definition}" for d in b.definitions[:limit]) or "- none"
+    return "\n".join(f"- {d.name}: {d.definition}" for d in b.definitions[:max(limit, 0)]) or "- none"
 
 
 def _evidence(b: EvidenceBundle, max_docs: int, max_chars: int) -> tuple[str, list[str], list[tuple[int, int]], list[float]]:
@@ -163,13 +163,14 @@ def _evidence(b: EvidenceBundle, max_docs: int, max_chars: int) -> tuple[str, li
 
 
 def build_prompt(bundle: EvidenceBundle, task: str, *, version: str = PROMPT_SET, max_docs: int = 10,
-                 max_doc_chars: int = 700) -> Prompt:
-    """The prompt for ``task`` from ``bundle`` alone."""
+                 max_doc_chars: int = 700, max_definitions: int = 5) -> Prompt:
+    """The prompt for ``task`` from ``bundle`` alone (at most ``max_docs`` evidence documents,
+    the most relevant, and ``max_definitions`` definitions)."""
     t = load_template(task, version)
     ev_text, ids, doc_spans, rel = _evidence(bundle, max_docs, max_doc_chars)
     question = bundle.query.question or (bundle.question.text if bundle.question else "")
     values = {"image_findings": _image_findings(bundle), "posteriors": _posteriors(bundle), "paths": _paths(bundle),
-              "counterfactuals": _counterfactuals(bundle), "definitions": _definitions(bundle), "evidence": ev_text,
+              "counterfactuals": _counterfactuals(bundle), "definitions": _definitions(bundle, max_definitions), "evidence": ev_text,
               "question": question, "first_id": ids[0] if ids else "s1"}
     system, _ = _fill(t.system, values)
     user, spans = _fill(t.user, values)

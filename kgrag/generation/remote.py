@@ -206,6 +206,8 @@ class HTTPGenerator:
         if task == REPORT:
             concept = None
         ans.paths, ans.counterfactuals = explanation(bundle, concept)
+        if concept is not None and bundle.graph_has_opinion(concept):
+            ans.posterior = bundle.posterior(concept)
         return ans
 
 

@@ -43,11 +43,11 @@ def llama_config(vocab_size: int, layers: int = 2, **kw):
     from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=kw.pop("max_pos", 2048),
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=kw.pop("max_pos", 8192),
                        bos_token_id=1, eos_token_id=2, pad_token_id=3, **kw)
 
 
-def save_tiny_llama(path: str | Path, *, seed: int = 0, layers: int = 2, max_pos: int = 2048, init: float = 0.02) -> Path:
+def save_tiny_llama(path: str | Path, *, seed: int = 0, layers: int = 2, max_pos: int = 8192, init: float = 0.02) -> Path:
     import torch
     from transformers import LlamaForCausalLM
 
