@@ -20,8 +20,9 @@ with ``set_attn_implementation``.  The function reads the active :class:`IFAPlan
 context variable set by :func:`apply`).  With no plan, ``lambda = 0``, or a layer
 outside the plan, it calls the base implementation (``sdpa`` or the model's own
 ``eager``) with the same arguments, so outputs are bit-identical to the unpatched
-model; in a biased layer it computes attention in the eager way (scaled dot product,
-mask, float32 softmax).  Supported: batch size 1 (one prompt per query), the default
+model; in a biased layer the question rows are computed in the eager way (scaled dot
+product, bias, mask, float32 softmax) and, during prefill, the rows before the
+question (unbiased, they see only the prefix) by the base implementation.  Supported: batch size 1 (one prompt per query), the default
 dynamic cache.  torch and transformers are imported lazily.
 """
 
@@ -80,14 +81,16 @@ def apply(plan: IFAPlan | None) -> Iterator[IFAPlan | None]:
         _PLAN.reset(token)
 
 
-def bias_matrix(plan: IFAPlan, q_len: int, kv_len: int):
+def bias_matrix(plan: IFAPlan, q_len: int, kv_len: int, row0: int | None = None):
     """(q_len, kv_len) float32 tensor of lambda * r_k on (question row, document-k column), else 0.
 
-    Row ``i`` is absolute position ``kv_len - q_len + i`` (the cache holds every earlier token)."""
+    Row ``i`` is absolute position ``row0 + i``; by default ``row0 = kv_len - q_len`` (the
+    cache holds every earlier token)."""
     import torch
 
     bias = torch.zeros(q_len, kv_len, dtype=torch.float32)
-    lo = max(plan.query_start - (kv_len - q_len), 0)
+    row0 = kv_len - q_len if row0 is None else row0
+    lo = max(plan.query_start - row0, 0)
     if lo >= q_len:
         return bias
     rows = slice(lo, q_len)
@@ -106,8 +109,9 @@ def _repeat_kv(x, n_rep: int):
 
 
 def biased_attention(module, query, key, value, attention_mask, *, plan: IFAPlan, scaling: float | None = None,
-                     dropout: float = 0.0, **_: Any):
-    """Eager attention with the IFA bias; returns (output (b, q, h, d), probabilities (b, h, q, kv))."""
+                     dropout: float = 0.0, row0: int | None = None, **_: Any):
+    """Eager attention with the IFA bias; returns (output (b, q, h, d), probabilities (b, h, q, kv)).
+    ``row0``: absolute position of the first query row (default: the last ``q`` positions)."""
     import torch
 
     if query.shape[0] != 1:
@@ -119,10 +123,11 @@ def biased_attention(module, query, key, value, attention_mask, *, plan: IFAPlan
         scaling = query.shape[-1] ** -0.5
     logits = torch.matmul(query, k.transpose(2, 3)) * scaling
     q_len, kv_len = logits.shape[-2], logits.shape[-1]
-    bias = bias_matrix(plan, q_len, kv_len).to(device=logits.device, dtype=logits.dtype)
+    row0 = kv_len - q_len if row0 is None else row0
+    bias = bias_matrix(plan, q_len, kv_len, row0).to(device=logits.device, dtype=logits.dtype)
     logits = logits + bias * logits.abs()
     if attention_mask is None:
-        pos = torch.arange(kv_len - q_len, kv_len, device=logits.device)[:, None]
+        pos = torch.arange(row0, row0 + q_len, device=logits.device)[:, None]
         allowed = torch.arange(kv_len, device=logits.device)[None, :] <= pos
         logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
     elif attention_mask.dtype == torch.bool:
@@ -133,14 +138,15 @@ def biased_attention(module, query, key, value, attention_mask, *, plan: IFAPlan
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(probs, v).transpose(1, 2).contiguous()
     if plan.record:
-        plan.masses.setdefault(module.layer_idx, []).append(attention_mass(probs, plan))
+        plan.masses.setdefault(module.layer_idx, []).append(attention_mass(probs, plan, row0))
     return out, probs
 
 
-def attention_mass(probs, plan: IFAPlan) -> list[float]:
-    """Mean over heads and question rows of the attention probability each document receives."""
+def attention_mass(probs, plan: IFAPlan, row0: int | None = None) -> list[float]:
+    """Mean over heads and question rows of the attention probability each document receives
+    (``row0``: absolute position of the first row of ``probs``)."""
     q_len, kv_len = probs.shape[-2], probs.shape[-1]
-    lo = max(plan.query_start - (kv_len - q_len), 0)
+    lo = max(plan.query_start - (kv_len - q_len if row0 is None else row0), 0)
     if lo >= q_len:
         return [0.0 for _ in plan.doc_spans]
     p = probs[0][:, lo:, :].float().mean(dim=(0, 1))
@@ -164,8 +170,24 @@ def _make_forward(base: str):
     def forward(module, query, key, value, attention_mask, *args: Any, **kwargs: Any):
         plan = _PLAN.get()
         layer = getattr(module, "layer_idx", None)
+        fn = _base_function(base, module)
         if plan is None or not getattr(module, "_kgrag_ifa", False) or not plan.biased(layer):
-            return _base_function(base, module)(module, query, key, value, attention_mask, *args, **kwargs)
+            return fn(module, query, key, value, attention_mask, *args, **kwargs)
+        q_len, kv_len = query.shape[2], key.shape[2]
+        first = kv_len - q_len
+        if first + q_len <= plan.query_start:  # no question row in this call
+            return fn(module, query, key, value, attention_mask, *args, **kwargs)
+        lo = plan.query_start - first
+        if first == 0 and lo > 0:
+            # prefill: the rows before the question are unbiased and see only the prefix, so the base
+            # implementation computes them; the question rows take the biased eager path
+            import torch
+
+            m_a = None if attention_mask is None else attention_mask[..., :lo, :lo]
+            out_a, _ = fn(module, query[:, :, :lo], key[:, :, :lo], value[:, :, :lo], m_a, *args, **kwargs)
+            m_b = None if attention_mask is None else attention_mask[..., lo:, :]
+            out_b, _ = biased_attention(module, query[:, :, lo:], key, value, m_b, plan=plan, row0=lo, **kwargs)
+            return torch.cat([out_a, out_b], dim=1), None
         return biased_attention(module, query, key, value, attention_mask, plan=plan, **kwargs)
 
     forward.__name__ = f"{IMPL_PREFIX}{base}"

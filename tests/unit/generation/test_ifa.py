@@ -184,3 +184,21 @@ def test_ifa_refuses_other_attention_implementations():
 def test_token_spans_from_offsets():
     offsets = [(0, 0), (0, 3), (3, 4), (4, 9), (9, 10)]
     assert ifa.token_spans(offsets, [(3, 9), (9, 10), (20, 30)]) == [(2, 4), (4, 5), (0, 0)]
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_rows_before_the_question_are_untouched(models, impl):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    ref = LlamaForCausalLM(llama_config(300, 3, initializer_range=0.3)).eval()
+    ref.set_attn_implementation(impl)
+    m = models[impl]
+    ifa.install(m)
+    ids = torch.randint(4, 300, (1, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        base = ref(ids).logits
+        with ifa.apply(_plan(2.0)):
+            biased = m(ids).logits
+    assert torch.allclose(base[:, :32], biased[:, :32], atol=1e-6)  # the documents and the prompt before the question
+    assert not torch.allclose(base[:, 32:], biased[:, 32:], atol=1e-6)  # the question rows move
