@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("kgrag.commands.retrieval:train", "Train image encoder, findings head, fusion, reward."),
     "index": ("kgrag.commands.retrieval:index", "Build or update FAISS indexes."),
     "query": ("kgrag.commands.query:query", "Retrieve, rerank and answer a query."),
+    "finetune": ("kgrag.commands.finetune:finetune", "LoRA-tune a local generator on train-split prompts."),
 }
 
 

@@ -121,6 +121,27 @@ class IngestSettings(BaseModel):
         description="Images with more pixels (width x height) are refused before decoding.")
 
 
+class GenerationSettings(BaseModel):
+    """The answer/report writer (``kgrag query --generator``; docs/generation.md)."""
+
+    kind: Literal["grounded", "transformers", "http"] = Field(
+        default="grounded", description="grounded (offline, default), transformers (local model) or http (OpenAI-compatible)."
+    )
+    model_path: Path | None = Field(default=None, description="Local transformers model (or kgrag finetune output) directory.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    model: str | None = Field(default=None, description="Model name sent to the server.")
+    api_key: SecretStr | None = Field(default=None, description="Bearer key for the server; never logged.")
+    send_images: bool = Field(default=False, description="Send the query images as data URLs (the server's model takes images).")
+    max_new_tokens: int = Field(default=256, ge=1, le=8192)
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0.0, description="First retry delay; doubles per retry (429/5xx/timeouts).")
+    ifa_lambda: float = Field(default=0.0, ge=0.0, description="MR-RAG IFA strength; 0 leaves attention untouched.")
+    ifa_layers: list[int] | None = Field(default=None, description="Decoder layers IFA biases (negative counts from the end); unset: all.")
+    causal_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="Grounded closed answers: weight of P(c | V_I) against the evidence vote.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KGRAG_",
@@ -139,6 +160,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     extractor: ExtractorSettings = ExtractorSettings()
     ingest: IngestSettings = IngestSettings()
+    generation: GenerationSettings = GenerationSettings()
 
     @classmethod
     def settings_customise_sources(

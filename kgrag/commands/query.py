@@ -28,6 +28,9 @@ def _print(res: dict) -> None:
             click.echo(f"        \"{s}\"")
     c = res["config"]
     click.echo(f"(graph {c['graph_version']}, index {c['index_version']}, alpha {c['alpha']}, k {c['k']}, rerank {c['rerank']})")
+    g = (a or {}).get("generator") or {}
+    if g:
+        click.echo(f"(generator {g.get('name')}{' ' + g['model'] if g.get('model') else ''}, prompt {g.get('prompt_version')})")
 
 
 @click.command("query")
@@ -43,10 +46,19 @@ def _print(res: dict) -> None:
 @click.option("--batch", "batch", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSONL of queries ({images, question, findings}); models load once; one JSON line out per query.")
 @click.option("--model", "model_name", default="default", show_default=True)
+@click.option("--generator", "generator_kind", type=click.Choice(["grounded", "transformers", "http"]), default=None,
+              help="Answer writer (default KGRAG_GENERATION__KIND: grounded, offline).")
+@click.option("--model-path", type=click.Path(file_okay=False), default=None,
+              help="Local transformers model or 'kgrag finetune' output for --generator transformers "
+                   "(default KGRAG_GENERATION__MODEL_PATH).")
 @home_option
 @json_option
-def query(images, question, findings, k, n, alpha, rerank, modality, batch, model_name, home, as_json) -> None:
+def query(images, question, findings, k, n, alpha, rerank, modality, batch, model_name, generator_kind, model_path, home,
+          as_json) -> None:
     """Retrieve, rerank by the causal graph, explain and answer."""
+    import sys
+
+    from kgrag.generation.base import make_generator
     from kgrag.query.pipeline import Query, QueryPipeline, read_batch
     from kgrag.query.schema import validate_query_output
 
@@ -54,8 +66,17 @@ def query(images, question, findings, k, n, alpha, rerank, modality, batch, mode
     queries = read_batch(batch) if batch else [Query(list(images), question, findings, k, n, alpha, rerank, modality)]
     for q in queries:
         q.k, q.n, q.alpha, q.rerank, q.modality = q.k or k, q.n or n, q.alpha if q.alpha is not None else alpha, q.rerank or rerank, q.modality or modality
-    pipe = QueryPipeline.from_settings(settings, model_name=model_name)
+    kind = generator_kind or settings.generation.kind
+    # a language model writes token by token: show its progress on stderr for single queries
+    gen = make_generator(settings, kind, model_path=model_path, progress=not batch and kind == "transformers")
+    gen.warm_up()  # a missing model path or server setting fails before the indexes load
+    pipe = QueryPipeline.from_settings(settings, model_name=model_name, generator=gen)
     try:
+        bar = None
+        if batch and len(queries) > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(queries), desc="queries", unit="q", file=sys.stderr)
         for q in queries:
             res = pipe.run(q)
             validate_query_output(res)
@@ -63,5 +84,9 @@ def query(images, question, findings, k, n, alpha, rerank, modality, batch, mode
                 emit_json(res)
             else:
                 _print(res)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
     finally:
         pipe.close()

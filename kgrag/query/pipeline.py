@@ -3,8 +3,11 @@
 The stages (:mod:`kgrag.query.stages`) run in this order: route → observe V_I →
 send the graph calls → stage-1 cases → rerank (causal, PageRank or none) → reward
 filter → test-split guard → stage-2 definitions → explain → evidence sentences;
-then the generator writes the answer from the state, and :func:`format_output`
-turns the state into the JSON contract of DESIGN.md (``kgrag query --json``).
+then :meth:`QueryPipeline.bundle` turns the state into an
+:class:`~kgrag.generation.evidence.EvidenceBundle`, the generator (grounded,
+transformers or http: :func:`kgrag.generation.base.make_generator`) writes the answer
+from the bundle alone, and :func:`format_output` turns the state into the JSON
+contract of DESIGN.md (``kgrag query --json``).
 
 ``QueryPipeline(...)`` only stores its clients; :meth:`QueryPipeline.warm_up`
 does the I/O (graph version, router fit, the candidates' assertions) and builds
@@ -42,14 +45,17 @@ RERANKERS: dict[str, Callable[[QueryPipeline], Any]] = {
 
 
 class QueryPipeline:
-    def __init__(self, settings: Any, model: Any, index: Any, store: GraphStore, docstore: Any, extractor: Any) -> None:
+    def __init__(self, settings: Any, model: Any, index: Any, store: GraphStore, docstore: Any, extractor: Any,
+                 generator: Any | None = None) -> None:
+        """``generator``: what writes the answer (default: the offline grounded writer)."""
         self.settings, self.model, self.index, self.store, self.docstore, self.extractor = (
             settings, model, index, store, docstore, extractor)
+        self.generator = generator
         self._graph_worker: ThreadPoolExecutor | None = None
         self._warm = False
 
     @classmethod
-    def from_settings(cls, settings: Any, *, model_name: str = "default") -> QueryPipeline:
+    def from_settings(cls, settings: Any, *, model_name: str = "default", generator: Any | None = None) -> QueryPipeline:
         from kgrag.docstore import DocStore
         from kgrag.graph.factory import open_store
         from kgrag.index.indexset import IndexSet
@@ -62,7 +68,7 @@ class QueryPipeline:
         index = IndexSet.load(settings.index_dir, expect_encoder=model.fingerprint, expect_graph_version=store.version())
         ext = RuleExtractor()
         ext.warm_up()
-        pipe = cls(settings, model, index, store, DocStore.from_settings(settings), ext)
+        pipe = cls(settings, model, index, store, DocStore.from_settings(settings), ext, generator)
         pipe.warm_up()
         return pipe
 
@@ -71,6 +77,7 @@ class QueryPipeline:
         assertions, the concept lists) and build the stages.  Idempotent."""
         if self._warm:
             return
+        from kgrag.generation.questions import QuestionParser
         from kgrag.ontology import concepts, ids_with_role
         from kgrag.query.router import PrototypeRouter
 
@@ -84,9 +91,16 @@ class QueryPipeline:
         # every concept a candidate can assert: exact P(c | V_I) for all of them from one subgraph call
         self.targets = sorted(set(cs) | {c for a in self.assertions.values() for c in a})
         self.diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
+        self.question_parser = QuestionParser(self.extractor)
+        if self.generator is None:
+            from kgrag.generation.grounded import GroundedGenerator
+
+            gs = getattr(self.settings, "generation", None)
+            self.generator = GroundedGenerator(causal_weight=gs.causal_weight) if gs is not None else GroundedGenerator()
+        self.generator.warm_up()
         self.before_rerank = [
             stages.Route(self.router, index.modalities),
-            stages.ObserveFindings(self.model, self.extractor),
+            stages.ObserveFindings(self.model, self.extractor, self.question_parser),
             stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len, executor=self.graph_worker),
             stages.Stage1Cases(index, self.model.fusion),
         ]
@@ -99,6 +113,7 @@ class QueryPipeline:
             stages.FetchSentences(self.docstore),
         ]
         self.names = {c.id: c.name for c in cs.values()}
+        self.roles = {c.id: c.role for c in cs.values()}
         self._warm = True
 
     @property
@@ -113,6 +128,8 @@ class QueryPipeline:
         if self._graph_worker is not None:
             self._graph_worker.shutdown(wait=True)
             self._graph_worker = None
+        if self.generator is not None:
+            self.generator.close()
         self.store.close()
         self.docstore.close()
 
@@ -158,28 +175,68 @@ class QueryPipeline:
             st.graph_calls = None
         return st
 
+    def bundle(self, st: QueryState) -> Any:
+        """The :class:`~kgrag.generation.evidence.EvidenceBundle` of an answered state: V_I,
+        the evidence with its scores and its report sentences (every concept each sentence
+        asserts, from the docstore's mentions, section-tagged), P(c | V_I) with paths and
+        counterfactuals, the definitions, the parsed question and the versions."""
+        from kgrag.generation.evidence import (
+            ConceptProbability,
+            Definition,
+            EvidenceBundle,
+            EvidenceItem,
+            ParsedQuestion,
+            QueryInfo,
+            posteriors_from,
+        )
+
+        self.warm_up()
+        q = st.query
+        parsed = None
+        if q.question:
+            t = st.trace.get("question")
+            parsed = ParsedQuestion.from_dict(t) if t else self.question_parser.parse(q.question)
+        items = []
+        for rank, h in enumerate(st.evidence, 1):
+            study = self.docstore.get_study(h.id)
+            text = {sec: v for sec in ("findings", "impression") if (v := getattr(study, sec, None))} if study else {}
+            items.append(EvidenceItem(h.id, rank, float(h.score if h.score is not None else h.fused), dict(h.similarity),
+                                      h.causal_loglik, h.reward, h.pagerank, _sentences(self.docstore, h), text))
+        post = st.graph_result("posteriors", {})
+        graph = st.graph_result("causal_graph", None)
+        done = st.graph_result("interventions", [])
+        do = st.trace.get("do", [])
+        cfs: dict[str, list[dict[str, Any]]] = {}
+        for t in post:  # do(F = 0) of the V_I concepts that are t's ancestors (graph surgery, exact inference)
+            anc = graph.ancestors([t]) - {t} if graph is not None else set()
+            cfs[t] = [{"do": dict(ds), "probability": res[t]} for ds, res in zip(do, done, strict=False)
+                      if t in res and set(ds) <= anc]
+        posteriors = posteriors_from(post, st.graph_result("paths", {}), cfs)
+        return EvidenceBundle(
+            query=QueryInfo(q.id, q.question, q.findings, tuple(q.images), st.modality or "radiology"),
+            image_findings=tuple(ConceptProbability(f["concept"], float(f["probability"])) for f in st.image_findings),
+            observed=dict(st.observed),
+            evidence=tuple(items),
+            posteriors=posteriors,
+            definitions=tuple(Definition(d["concept"], d.get("name", d["concept"]), d.get("definition", ""))
+                              for d in st.definitions),
+            graph_version=self.graph_version,
+            index_version=self.index.version,
+            names=self.names,
+            roles=self.roles,
+            question=parsed,
+        )
+
     def answer(self, st: QueryState) -> dict[str, Any]:
         """The generator's answer object (the ``answer`` of the JSON contract)."""
-        from kgrag.generation.grounded import ConceptEvidence, answer_question, write_report
+        from kgrag.generation.base import task_for
 
-        keep = st.evidence
-        if st.question and st.question_concepts:
-            c = st.question_concepts[0]
-            ev = ConceptEvidence()
-            for h in keep:
-                a = self.assertions.get(h.id, {}).get(c)
-                if a == "present":
-                    ev.present.append(h.id)
-                elif a == "absent" or (a is None and h.id in self.assertions):
-                    ev.absent.append(h.id)
-            p = st.graph_result("posteriors", {}).get(c) if st.observed else None
-            paths = st.graph_result("paths", {}).get(c, [])
-            return answer_question(c, p_causal=p, evidence=ev, names=self.names,
-                                   paths=[{"nodes": x.nodes, "strength": round(x.strength, 6)} for x in paths])
-        if st.question:
-            return {"text": "The question names no concept kgrag knows; see the evidence and diagnoses.",
-                    "yes_no": None, "probability": None}
-        return write_report(st.image_findings, st.diagnoses, evidence_ids=[h.id for h in keep], names=self.names)
+        b = self.bundle(st)
+        t0 = time.perf_counter()
+        ans = self.generator.generate(b, task_for(b))
+        st.trace["generation"] = {"generator": ans.generator.get("name"), "task": ans.task,
+                                  "ms": round((time.perf_counter() - t0) * 1000.0, 3)}
+        return ans.to_dict()
 
     def run(self, q: Query) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -187,6 +244,24 @@ class QueryPipeline:
         answer = self.answer(st)
         return format_output(st, answer, graph_version=self.graph_version, index_version=self.index.version,
                              model=self.model.name, seconds=time.perf_counter() - t0)
+
+
+def _sentences(docstore: Any, h: Any) -> tuple:
+    """A study's concept-bearing sentences, each with every (concept, assertion) the
+    extractor found in it, in report order; then the state's sentences not among them."""
+    from kgrag.generation.evidence import EvidenceSentence, Mentioned
+
+    by_text: dict[str, tuple[str, list]] = {}
+    for m in docstore.mentions(study_id=h.id):
+        sec, ms = by_text.setdefault(m.sentence, (m.section, []))
+        if all((x.concept, x.assertion) != (m.concept, m.assertion) for x in ms):
+            ms.append(Mentioned(m.concept, m.assertion))
+    out = [EvidenceSentence(t, sec or "other", tuple(ms)) for t, (sec, ms) in by_text.items()]
+    for s in h.sentences:
+        if s.text not in by_text:
+            out.append(EvidenceSentence(s.text, s.section or "other",
+                                        (Mentioned(s.concept, s.assertion),) if s.concept and s.assertion else ()))
+    return tuple(out)
 
 
 def _r(x: float | None) -> float | None:

@@ -48,10 +48,12 @@ class ObserveFindings:
     role), and the concepts a findings text states (present 1, absent 0; uncertain ones
     are not observations).  Concepts named in a question are its subject, never
     observations.  Every predicted concept stays in V_I however low its q: the rerank
-    scores a report's claim of it against q, and the posteriors take it as a soft root."""
+    scores a report's claim of it against q, and the posteriors take it as a soft root.
+    The question's concepts come from ``parser`` (:class:`kgrag.generation.questions.QuestionParser`:
+    intents, polarity, declarative rewrites) when one is given, else from the extractor."""
 
-    def __init__(self, model, extractor) -> None:
-        self.model, self.extractor = model, extractor
+    def __init__(self, model, extractor, parser=None) -> None:
+        self.model, self.extractor, self.parser = model, extractor, parser
 
     def run(self, st: QueryState) -> QueryState:
         obs: dict[str, float] = {}
@@ -69,7 +71,11 @@ class ObserveFindings:
                 elif m.assertion == "absent":
                     stated.setdefault(m.concept, 0.0)  # a present mention of the same concept wins
             obs.update(stated)
-        if st.question:
+        if st.question and self.parser is not None:
+            parsed = self.parser.parse(st.question)
+            st.trace["question"] = parsed.to_dict()
+            st.question_concepts = list(parsed.concepts)
+        elif st.question:
             st.question_concepts = [m.concept for m in self.extractor.extract("question", st.question)]
         st.observed = obs
         st.image_findings.sort(key=lambda x: -x["probability"])
@@ -89,7 +95,8 @@ class SendGraphCalls:
       from it: ``causal_graph`` itself (the rerank's prior marginals), ``posteriors``
       (exact P(c | V_I) for every concept a candidate can assert, every diagnosis and
       the question's concepts) and ``interventions`` (do(F = 0) for the
-      ``max_counterfactuals`` concepts of V_I with the highest q, P(diagnosis | do)).
+      ``max_counterfactuals`` concepts of V_I with the highest q, P(target | do) for
+      every diagnosis and question concept).
       Exact inference runs in Python when a later stage first reads them.
     - ``get_paths``: the strongest paths to each diagnosis and question concept
       (explanations only).
@@ -116,7 +123,7 @@ class SendGraphCalls:
             st.trace["do"] = do
             path_targets = list(dict.fromkeys([*self.diagnoses, *st.question_concepts]))
             st.graph["posteriors"] = pipe.posteriors(obs, targets)
-            st.graph["interventions"] = pipe.interventions(obs, do, self.diagnoses)
+            st.graph["interventions"] = pipe.interventions(obs, do, path_targets)
             st.graph["paths"] = pipe.paths(obs, path_targets, max_len=self.max_len, limit=3)
         pipe.send(self.executor)
         return st

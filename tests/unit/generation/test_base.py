@@ -1,0 +1,56 @@
+"""The generator registry, the generation settings and the task of a bundle."""
+
+import pytest
+from _gen_bundles import bundle, closed
+
+from kgrag.config import load_settings
+from kgrag.errors import ConfigError, InputError, ModelNotFoundError
+from kgrag.generation.base import GENERATORS, TASKS, Answer, check_task, make_generator, task_for
+from kgrag.generation.evidence import ParsedQuestion
+
+
+def test_generation_settings_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KGRAG_GENERATION__KIND", "http")
+    monkeypatch.setenv("KGRAG_GENERATION__BASE_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("KGRAG_GENERATION__API_KEY", "sk-hidden")
+    monkeypatch.setenv("KGRAG_GENERATION__IFA_LAYERS", "[-2, -1]")
+    monkeypatch.setenv("KGRAG_GENERATION__IFA_LAMBDA", "0.5")
+    s = load_settings(tmp_path)
+    g = s.generation
+    assert g.kind == "http" and g.ifa_layers == [-2, -1] and g.ifa_lambda == 0.5 and g.max_new_tokens == 256
+    assert g.api_key.get_secret_value() == "sk-hidden" and "sk-hidden" not in repr(s)
+    gen = make_generator(s)
+    assert type(gen).__name__ == "HTTPGenerator" and "sk-hidden" not in repr(gen)
+    monkeypatch.setenv("KGRAG_GENERATION__IFA_LAMBDA", "-1")
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path)
+
+
+def test_registry_builds_each_generator_without_loading_anything(tmp_path):
+    s = load_settings(tmp_path)
+    assert s.generation.kind == "grounded" and set(GENERATORS) == {"grounded", "transformers", "http"}
+    assert make_generator(s).name == "grounded"
+    t = make_generator(s, "transformers", model_path=tmp_path / "none")
+    assert t.name == "transformers" and t.model_obj is None  # nothing loads before warm_up
+    with pytest.raises(ModelNotFoundError, match="KGRAG_GENERATION__MODEL_PATH|no config.json"):
+        t.warm_up()
+    with pytest.raises(ConfigError, match="KGRAG_GENERATION__BASE_URL"):
+        make_generator(s, "http").warm_up()
+    with pytest.raises(InputError, match="unknown generator"):
+        make_generator(s, "poet")
+
+
+def test_task_of_a_bundle():
+    assert task_for(bundle()) == "report"
+    assert task_for(bundle(closed("pneumothorax"))) == "closed_vqa"
+    assert task_for(bundle(ParsedQuestion("What is the diagnosis?", "diagnosis"))) == "diagnosis"
+    for intent in ("findings", "location", "severity", "unparsed"):
+        assert task_for(bundle(ParsedQuestion("?", intent))) == "open_vqa"
+    assert check_task(None, bundle()) == "report" and set(TASKS) == {"report", "closed_vqa", "open_vqa", "diagnosis"}
+    with pytest.raises(InputError, match="unknown generation task"):
+        check_task("poem", bundle())
+
+
+def test_answer_dict_rounds_probabilities():
+    d = Answer("x", "yes", 0.123456789, 0.987654321).to_dict()
+    assert d["probability"] == 0.123457 and d["posterior"] == 0.987654 and d["yes_no"] == "yes"
