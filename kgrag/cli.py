@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("kgrag.commands.retrieval:train", "Train image encoder, findings head, fusion, reward."),
     "index": ("kgrag.commands.retrieval:index", "Build or update FAISS indexes."),
     "query": ("kgrag.commands.query:query", "Retrieve, rerank and answer a query."),
+    "eval": ("kgrag.commands.eval:eval_", "Evaluate on a manifest's test split: metrics, ablations, report."),
 }
 
 
