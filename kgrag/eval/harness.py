@@ -264,7 +264,9 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed, "n_boot": n_boot,
                 "n_permutations": n_perm, "query_from": query_from, "limit": limit, "concepts": concepts,
                 "sweep": dict(sweep or {}), "reranks": list(reranks), "graph_random": graph_random,
-                "noise": list(noise), "shift": shift},
+                "noise": list(noise), "shift": shift,
+                "defaults": {"alpha": settings.retrieval.alpha, "k": settings.retrieval.k, "tau": settings.kg.tau,
+                             "rerank": settings.retrieval.rerank}},
         "manifest": es.info(), "home": _home_versions(settings, model_name), "notes": [], "skipped": {},
         "failures": [], "variants": [], "results": {},
     }
@@ -369,6 +371,7 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
     from kgrag.docstore import DocStore
     from kgrag.eval import tasks as T
     from kgrag.eval.ablation import inject_noise, irrelevant_pool
+    from kgrag.eval.cache import MemoModel
     from kgrag.query.pipeline import Query, QueryPipeline
 
     # queries
@@ -458,11 +461,15 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
     # answer the queries
     timing: dict[str, Any] = {}
     runs: dict[tuple, dict[str, dict[str, Any]]] = {}
+    memo: MemoModel | None = None
     for hk in ["home", *need]:
         keys = sorted({v.run_key(settings) for v in variants if v.home_key == hk and v.noise == 0})
         if not keys:
             continue
         pipe = QueryPipeline.from_settings(homes[hk], model_name=model_name)
+        # every variant asks the same queries: encode each image and question once
+        memo = MemoModel(pipe.model) if memo is None else memo.rebind(pipe.model)
+        pipe.model = memo
         try:
             for key in keys:
                 _, rerank, alpha, k = key
@@ -486,6 +493,8 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
         finally:
             pipe.close()
     res["timing"] = timing
+    if memo is not None:
+        res["timing"]["encoder_memo"] = dict(memo.counts)
     for v in variants:
         if v.noise == 0:
             records[v.name] = runs[v.run_key(settings)]
@@ -606,8 +615,11 @@ def _score_extraction(studies, vocabulary, assertions_of, by_id, n_boot, seed) -
 
     if not vocabulary:
         return {"skipped": "the manifest has no labels to score the extractor against"}
-    ev = T.ExtractionEval(vocabulary)
     qids = [s.id for s in studies]
+    labels = [c for c in vocabulary if any(by_id[q].labels.get(c) for q in qids)]
+    if not labels:
+        return {"skipped": "no label concept has a positive test study"}
+    ev = T.ExtractionEval(labels)
     recs = dict(zip(qids, assertions_of([s.report for s in studies]), strict=True))
     ctx = T.Context(studies=by_id, vocabulary=list(vocabulary), roles={}, query_sets={}, doc_sets={}, doc_assertions={})
     d = ev.data(qids, recs, ctx)

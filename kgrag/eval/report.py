@@ -236,8 +236,12 @@ def plot_all(res: Mapping[str, Any], out: Path) -> list[tuple[str, Path]]:
         if "variants" not in tr or task == "extraction":
             continue
         heads = [m for m in HEADLINE.get(task, ()) if m in tr["primary"]]
+        defaults = res["run"].get("defaults", {})
         for axis in ("alpha", "tau", "k"):
             pts = sorted((meta[v]["value"], v) for v in tr["variants"] if v in meta and meta[v]["axis"] == axis)
+            if axis in ("alpha", "k") and "causal" in tr["variants"] and defaults.get(axis) is not None \
+                    and defaults[axis] not in {x for x, _ in pts} and pts:
+                pts = sorted([*pts, (defaults[axis], "causal")])  # the shipped setting
             if len(pts) < 2:
                 continue
             fig, ax = _fig()

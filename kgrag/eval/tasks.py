@@ -466,7 +466,8 @@ class ReportEval(Evaluator):
 
 class ExtractionEval(Evaluator):
     """The extractor against the manifest's labels; ``records[q]`` holds the study-level
-    assertions {concept: assertion} of test study q."""
+    assertions {concept: assertion} of test study q.  Scored over the label concepts
+    with at least one positive test study (macro-F1 over a concept nobody has is 0/0)."""
 
     task = "extraction"
     SYSTEMS = ("present", "u_ones")
@@ -490,9 +491,9 @@ class ExtractionEval(Evaluator):
         G, P = dd["G"], dd[f"{sysname}_P"]
         if metric == "micro_f1":
             return M.f1_from_counts(float((G * P).sum()), float(((1 - G) * P).sum()), float((G * (1 - P)).sum()))
-        if metric == "macro_f1":
+        if metric == "macro_f1":  # over the concepts with a positive example among these studies
             f = [M.f1_from_counts(float((G[:, j] * P[:, j]).sum()), float(((1 - G[:, j]) * P[:, j]).sum()),
-                                  float((G[:, j] * (1 - P[:, j])).sum())) for j in range(G.shape[1])]
+                                  float((G[:, j] * (1 - P[:, j])).sum())) for j in range(G.shape[1]) if G[:, j].any()]
             return float(np.mean(f)) if f else None
         raise KeyError(name)
 
