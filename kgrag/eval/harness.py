@@ -21,12 +21,15 @@ applicable under noise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -299,8 +302,7 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
     records: dict[str, dict[str, dict[str, Any]]] = {}  # variant name -> qid -> record
     qmeta: dict[str, dict[str, Any]] = {}
     ctx = None
-    scratch = None
-    try:
+    with _sigterm_as_interrupt():
         if needs_pipeline:
             from kgrag.eval.guard import check_home
 
@@ -308,7 +310,6 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
             ctx, homes_info = _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, assertions_of,
                                             present, model_name=model_name, query_from=query_from, seed=seed,
                                             progress=progress, keep_scratch=keep_scratch)
-            scratch = homes_info.pop("_scratch", None)
             res["graphs"] = homes_info
             for v in variants:
                 d = asdict(v)
@@ -345,14 +346,29 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
                 res["results"][task]["pair_retrieval"] = _pair_retrieval(settings, studies, model_name)
         if coco is not None:
             coco.close()
-    finally:
-        if scratch is not None:
-            scratch.close()
     res["run"]["seconds"] = round(time.perf_counter() - t0, 2)
     res["run"]["machine"] = machine()
     res["notes"] += _notes(res, variants)
     report.write_run(run_dir, res, records, plots=plots)
     return res
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while an evaluation runs, so ``finally`` blocks stop
+    the scratch homes' graph servers and remove them (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _roles() -> dict[str, str]:
@@ -446,11 +462,12 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
     info: dict[str, Any] = {"home": {"graph_version": home_version,
                                      "accepted": sum(1 for e in source_graph["edges"] if e.get("status") == "accepted")}}
     need = sorted({v.home_key for v in variants} - {"home"})
-    if need:
-        from kgrag.eval.scratch import ScratchHomes
+    scratch = None
+    try:
+        if need:
+            from kgrag.eval.scratch import ScratchHomes
 
-        scratch = ScratchHomes(settings, keep=keep_scratch)
-        info["_scratch"] = scratch
+            scratch = ScratchHomes(settings, keep=keep_scratch)
         for hk in need:
             if hk == "random":
                 homes[hk], info[hk] = scratch.with_random_graph("random", source_graph, build_params, seed=seed)
@@ -458,40 +475,43 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
                 tau = float(hk.split("=", 1)[1])
                 homes[hk], info[hk] = scratch.with_tau(hk.replace("=", "_"), tau, source_graph)
             info[hk]["scratch_home"] = str(homes[hk].home)
-    # answer the queries
-    timing: dict[str, Any] = {}
-    runs: dict[tuple, dict[str, dict[str, Any]]] = {}
-    memo: MemoModel | None = None
-    for hk in ["home", *need]:
-        keys = sorted({v.run_key(settings) for v in variants if v.home_key == hk and v.noise == 0})
-        if not keys:
-            continue
-        pipe = QueryPipeline.from_settings(homes[hk], model_name=model_name)
-        # every variant asks the same queries: encode each image and question once
-        memo = MemoModel(pipe.model) if memo is None else memo.rebind(pipe.model)
-        pipe.model = memo
-        try:
-            for key in keys:
-                _, rerank, alpha, k = key
-                out: dict[str, dict[str, Any]] = {}
-                secs = []
-                label = f"{hk} {rerank} alpha={alpha:g} k={k}"
-                for qid, q in tqdm(queries, desc=f"eval {label}", unit="query", disable=not progress, leave=False):
-                    try:
-                        r = compact(pipe.run(Query(k=k, alpha=alpha, rerank=rerank, id=qid, **q)))
-                    except KgragError as e:
-                        res["failures"].append({"query": qid, "run": label, "error": e.message})
-                        continue
-                    if qmeta[qid]["kind"] == "vqa":
-                        r["question"] = qmeta[qid]["question"]
-                    secs.append(r["seconds"] or 0.0)
-                    out[qid] = r
-                runs[key] = out
-                timing[label] = {"queries": len(out), "p50_s": float(np.median(secs)) if secs else None,
-                                 "p95_s": float(np.percentile(secs, 95)) if secs else None,
-                                 "total_s": round(float(np.sum(secs)), 2)}
-        finally:
-            pipe.close()
+        # answer the queries
+        timing: dict[str, Any] = {}
+        runs: dict[tuple, dict[str, dict[str, Any]]] = {}
+        memo: MemoModel | None = None
+        for hk in ["home", *need]:
+            keys = sorted({v.run_key(settings) for v in variants if v.home_key == hk and v.noise == 0})
+            if not keys:
+                continue
+            pipe = QueryPipeline.from_settings(homes[hk], model_name=model_name)
+            # every variant asks the same queries: encode each image and question once
+            memo = MemoModel(pipe.model) if memo is None else memo.rebind(pipe.model)
+            pipe.model = memo
+            try:
+                for key in keys:
+                    _, rerank, alpha, k = key
+                    out: dict[str, dict[str, Any]] = {}
+                    secs = []
+                    label = f"{hk} {rerank} alpha={alpha:g} k={k}"
+                    for qid, q in tqdm(queries, desc=f"eval {label}", unit="query", disable=not progress, leave=False):
+                        try:
+                            r = compact(pipe.run(Query(k=k, alpha=alpha, rerank=rerank, id=qid, **q)))
+                        except KgragError as e:
+                            res["failures"].append({"query": qid, "run": label, "error": e.message})
+                            continue
+                        if qmeta[qid]["kind"] == "vqa":
+                            r["question"] = qmeta[qid]["question"]
+                        secs.append(r["seconds"] or 0.0)
+                        out[qid] = r
+                    runs[key] = out
+                    timing[label] = {"queries": len(out), "p50_s": float(np.median(secs)) if secs else None,
+                                     "p95_s": float(np.percentile(secs, 95)) if secs else None,
+                                     "total_s": round(float(np.sum(secs)), 2)}
+            finally:
+                pipe.close()
+    finally:
+        if scratch is not None:  # the scratch graphs are not needed for scoring
+            scratch.close()
     res["timing"] = timing
     if memo is not None:
         res["timing"]["encoder_memo"] = dict(memo.counts)
@@ -592,9 +612,14 @@ def _score_task(ev, variants, qids, records, ctx, groups, n_boot, n_perm, seed, 
         data[v.name] = d
         full = ev.full(d, ctx)
         out["variants"][v.name] = {"metrics": full, "ci": _ci_all(ev, d, n_boot, seed)}
+        ev.clear_cache()
     names = [v.name for v in variants]
-    for a, b in _pairs(names):
+    pairs = _pairs(names)
+    for a, b in tqdm(pairs, desc=f"paired {ev.task}", unit="pair", disable=not progress, leave=False):
         out["paired"] += _paired(ev, data[a], data[b], a, b, n_boot, n_perm, seed)
+        ev.clear_cache()
+    # groups: every variant's point values; CIs and paired tests for the main and noise variants
+    with_ci = {v.name for v in variants if v.axis in ("main", "graph", "noise")}
     for g, ids in groups.items():
         idx = np.array([i for i, s in enumerate(data[names[0]]["sid"]) if s in ids], int)
         if len(idx) == 0:
@@ -603,9 +628,11 @@ def _score_task(ev, variants, qids, records, ctx, groups, n_boot, n_perm, seed, 
         go: dict[str, Any] = {"n": int(len(idx)), "variants": {}, "paired": []}
         for v in names:
             go["variants"][v] = {m: ev.scalar(gd[v], m) for m in ev.primary}
-            go["variants"][v]["ci"] = _ci_all(ev, gd[v], n_boot, seed)
-        for a, b in _pairs(names):
+            go["variants"][v]["ci"] = _ci_all(ev, gd[v], n_boot, seed) if v in with_ci else {}
+            ev.clear_cache()
+        for a, b in pairs:
             go["paired"] += _paired(ev, gd[a], gd[b], a, b, n_boot, n_perm, seed)
+            ev.clear_cache()
         out["groups"][g] = go
     return out
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from kgrag.eval import metrics as M
+from kgrag.eval import reference as R
 
 Data = dict[str, np.ndarray]
 _HEADER = re.compile(r"\b(FINDINGS|IMPRESSION|INDICATION|COMPARISON|HISTORY|TECHNIQUE)\s*:\s*", re.I)
@@ -57,16 +58,51 @@ def stack(a: Data, b: Data) -> Data:
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
-def _nanmean(x: np.ndarray) -> float | None:
-    x = np.asarray(x, float)
-    return None if x.size == 0 or np.all(np.isnan(x)) else float(np.nanmean(x))
-
-
 def _obj(xs: Sequence[Any]) -> np.ndarray:
     out = np.empty(len(xs), dtype=object)
     for i, x in enumerate(xs):
         out[i] = x
     return out
+
+
+def weights(d: Data, idx: np.ndarray | None) -> np.ndarray:
+    """Multiplicity of each example in a resample (``idx`` may repeat rows); all 1 when None."""
+    n = len(d["sid"])
+    return np.ones(n) if idx is None else np.bincount(np.asarray(idx, int), minlength=n).astype(float)
+
+
+def wmean(v: np.ndarray, c: np.ndarray) -> float | None:
+    v = np.asarray(v, float)
+    ok = ~np.isnan(v) & (c > 0)
+    return float(np.dot(c[ok], v[ok]) / c[ok].sum()) if ok.any() else None
+
+
+class PairCache:
+    """W[i, j] = 1 if s_i > s_j, 1/2 if equal, else 0, per score vector, so that the AUC of a
+    resample with multiplicities c is (c·y₊)ᵀ W (c·y₋) / (Σc·y₊ · Σc·y₋) — the Mann–Whitney
+    statistic of the resample, ties counting one half — in one product per resample."""
+
+    def __init__(self) -> None:
+        self._m: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def clear(self) -> None:
+        self._m.clear()
+
+    def auc(self, P: np.ndarray, j: int | None, y: np.ndarray, c: np.ndarray) -> float | None:
+        col = P if j is None else P[:, j]
+        key = (id(P), -1 if j is None else j)
+        hit = self._m.get(key)
+        if hit is None or hit[0] is not P:
+            s = np.nan_to_num(np.asarray(col, float), nan=-np.inf)
+            W = (s[:, None] > s[None, :]).astype(float) + 0.5 * (s[:, None] == s[None, :])
+            hit = (P, W)
+            self._m[key] = hit
+        ok = ~np.isnan(np.asarray(col, float))
+        cp, cn = c * ((y == 1) & ok), c * ((y == 0) & ok)
+        sp, sn = cp.sum(), cn.sum()
+        if sp == 0 or sn == 0:
+            return None
+        return float(cp @ hit[1] @ cn / (sp * sn))
 
 
 def plain_text(findings: str | None, impression: str | None, report: str | None, target: str) -> str:
@@ -134,8 +170,15 @@ class Context:
 
 
 class Evaluator:
+    """``scalar(d, name, idx)`` evaluates a primary metric on the resample ``idx`` (row
+    indices, repeats allowed) through per-example multiplicities, without copying the data."""
+
     task = ""
     primary: tuple[str, ...] = ()
+    pairs = PairCache()
+
+    def clear_cache(self) -> None:
+        self.pairs.clear()
     #: whether the task's numbers come from the pipeline's answers (noise cannot reach them)
     needs_answer: tuple[str, ...] = ()
 
@@ -183,8 +226,7 @@ class RetrievalEval(Evaluator):
         return d
 
     def scalar(self, d, name, idx=None):
-        v = d[name] if idx is None else d[name][idx]
-        return _nanmean(v)
+        return wmean(d[name], weights(d, idx))
 
     def full(self, d, ctx):
         names = ["mrr", "top1_accuracy", "top10_accuracy", "mean_jaccard"] + [
@@ -223,36 +265,32 @@ class DiagnosisEval(Evaluator):
                     PA[i, j] = r["image_findings"][c]
         return {"sid": np.array(qids, dtype=object), "Y": Y, "PA": PA, "PV": PV}
 
-    @staticmethod
-    def _macro(Y: np.ndarray, P: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], float]) -> float | None:
+    def scalar(self, d, name, idx=None):
+        scorer, _, metric = name.partition("_")
+        P = d["PA"] if scorer == "answer" else d["PV"]
+        Y = d["Y"]
+        if metric == "ece":
+            dd = d if idx is None else take(d, idx)
+            P2 = dd["PA"] if scorer == "answer" else dd["PV"]
+            ok = ~np.isnan(P2)
+            return M.calibration(dd["Y"][ok], P2[ok])["ece"] if ok.any() else None
+        c = weights(d, idx)
         vals = []
         for j in range(Y.shape[1]):
-            ok = ~np.isnan(P[:, j])
-            if ok.sum() == 0 or len(np.unique(Y[ok, j])) < 2:
-                continue
-            v = fn(Y[ok, j], P[ok, j])
-            if not np.isnan(v):
-                vals.append(v)
+            if metric == "macro_auc":
+                v = self.pairs.auc(P, j, Y[:, j], c)
+            elif metric == "macro_balanced_accuracy":
+                ok = ~np.isnan(P[:, j])
+                cp, cn = c * ((Y[:, j] == 1) & ok), c * ((Y[:, j] == 0) & ok)
+                if cp.sum() == 0 or cn.sum() == 0:
+                    continue
+                pred = np.nan_to_num(P[:, j], nan=0.0) >= 0.5
+                v = 0.5 * (cp[pred].sum() / cp.sum() + cn[~pred].sum() / cn.sum())
+            else:
+                raise KeyError(name)
+            if v is not None:
+                vals.append(float(v))
         return float(np.mean(vals)) if vals else None
-
-    @staticmethod
-    def _balacc(y: np.ndarray, p: np.ndarray) -> float:
-        pred = p >= 0.5
-        pos, neg = y == 1, y == 0
-        return float((pred[pos].mean() + (~pred[neg]).mean()) / 2)
-
-    def scalar(self, d, name, idx=None):
-        dd = d if idx is None else take(d, idx)
-        scorer, _, metric = name.partition("_")
-        P = dd["PA"] if scorer == "answer" else dd["PV"]
-        if metric == "macro_auc":
-            return self._macro(dd["Y"], P, M.auc_fast)
-        if metric == "macro_balanced_accuracy":
-            return self._macro(dd["Y"], P, self._balacc)
-        if metric == "ece":
-            ok = ~np.isnan(P)
-            return M.calibration(dd["Y"][ok], P[ok])["ece"] if ok.any() else None
-        raise KeyError(name)
 
     def full(self, d, ctx):
         out: dict[str, Any] = {"n": int(len(d["sid"])), "concepts": self.concepts,
@@ -308,29 +346,26 @@ class VQAEval(Evaluator):
                 "pv": np.array(pv), "concept": _obj(concept)}
 
     def scalar(self, d, name, idx=None):
-        dd = d if idx is None else take(d, idx)
         scorer, _, metric = name.partition("_")
-        y = dd["y"]
+        y = d["y"]
         if scorer == "answer":
-            if np.all(np.isnan(dd["ya"])):
+            if np.all(np.isnan(d["ya"])):
                 return None
-            pred, prob = dd["ya"], dd["pa"]
+            pred, prob, key = d["ya"], d["pa"], "pa"
         else:
-            prob = dd["pv"]
+            prob, key = d["pv"], "pv"
             pred = np.where(np.isnan(prob), -1.0, (prob >= 0.5).astype(float))
+        c = weights(d, idx)
         if metric == "accuracy":
-            return float(np.mean(pred == y))
+            return float(np.dot(c, pred == y) / c.sum())
         if metric == "coverage":
-            return float(np.mean(pred >= 0))
+            return float(np.dot(c, pred >= 0) / c.sum())
         if metric == "auc":
-            ok = ~np.isnan(prob)
-            v = M.auc_fast(y[ok], prob[ok]) if ok.any() else float("nan")
-            return None if np.isnan(v) else v
+            return self.pairs.auc(d[key], None, y, c)
         if metric == "f1":
-            ok = pred >= 0
-            tp = float(((pred == 1) & (y == 1) & ok).sum())
-            fp = float(((pred == 1) & (y == 0) & ok).sum())
-            fn = float(((y == 1) & ~((pred == 1) & ok)).sum())
+            tp = float(np.dot(c, (pred == 1) & (y == 1)))
+            fp = float(np.dot(c, (pred == 1) & (y == 0)))
+            fn = float(np.dot(c, (y == 1) & (pred != 1)))
             return M.f1_from_counts(tp, fp, fn)
         raise KeyError(name)
 
@@ -415,7 +450,13 @@ class ReportEval(Evaluator):
             G = np.array([[c in s for c in labels] for s in ref_sets], float).reshape(len(qids), len(labels))
             P = np.array([[c in s for c in labels] for s in hs], float).reshape(len(qids), len(labels))
             d[f"{src}_G"], d[f"{src}_P"] = G, P
+            d[f"{src}_tp"], d[f"{src}_fp"] = (G * P).sum(1), ((1 - G) * P).sum(1)
+            d[f"{src}_fn"] = (G * (1 - P)).sum(1)
             d[f"{src}_sets"] = _obj([sorted(s) for s in hs])
+            st = [R.bleu_stats(h.split(), r.split()) for h, r in zip(d[f"{src}_tok"], d["ref_tok"], strict=True)]
+            d[f"{src}_bleu_correct"] = np.array([x[0] for x in st], float).reshape(len(qids), 4)
+            d[f"{src}_bleu_guess"] = np.array([x[1] for x in st], float).reshape(len(qids), 4)
+            d[f"{src}_bleu_len"] = np.array([[x[2], x[3]] for x in st], float).reshape(len(qids), 2)
             per = self.coco.score(list(d["ref_tok"]), list(d[f"{src}_tok"]), meteor=False)["per_example"]
             for m in ("rouge_l", "cider"):
                 d[f"{src}_{m}"] = np.array(per[m])
@@ -426,18 +467,24 @@ class ReportEval(Evaluator):
         return f"{src}_G" in d
 
     def scalar(self, d, name, idx=None):
+        """Clinical micro-F1 from per-example TP/FP/FN, BLEU-4 from per-example n-gram counts
+        (corpus BLEU of the resample; the toolkit's value up to its smoothing constants),
+        ROUGE-L and CIDEr as means of the toolkit's per-example scores."""
         src = next(s for s in self.SOURCES if name.startswith(s + "_"))
         metric = name[len(src) + 1:]
         if not self._ok(d, src):
             return None
-        dd = d if idx is None else take(d, idx)
+        c = weights(d, idx)
         if metric == "clinical_f1":
-            G, P = dd[f"{src}_G"], dd[f"{src}_P"]
-            tp, fp, fn = float((G * P).sum()), float(((1 - G) * P).sum()), float((G * (1 - P)).sum())
-            return M.f1_from_counts(tp, fp, fn)
+            return M.f1_from_counts(*(float(np.dot(c, d[f"{src}_{k}"])) for k in ("tp", "fp", "fn")))
         if metric == "bleu_4":
-            return self.coco.bleu(list(dd["ref_tok"]), list(dd[f"{src}_tok"]))[3]
-        return _nanmean(dd[f"{src}_{metric}"])
+            cor, gue = c @ d[f"{src}_bleu_correct"], c @ d[f"{src}_bleu_guess"]
+            hl, rl = c @ d[f"{src}_bleu_len"]
+            if np.any(cor == 0) or np.any(gue == 0):
+                return 0.0
+            bp = 1.0 if hl >= rl else float(np.exp(1 - rl / hl))
+            return float(bp * np.exp(np.mean(np.log(cor / gue))))
+        return wmean(d[f"{src}_{metric}"], c)
 
     def full(self, d, ctx):
         out: dict[str, Any] = {"n": int(len(d["sid"])), "target": ctx.report_target,
@@ -487,13 +534,13 @@ class ExtractionEval(Evaluator):
     def scalar(self, d, name, idx=None):
         sysname = "u_ones" if name.startswith("u_ones") else "present"
         metric = name[len(sysname) + 1:]
-        dd = d if idx is None else take(d, idx)
-        G, P = dd["G"], dd[f"{sysname}_P"]
+        c = weights(d, idx)
+        G, P = d["G"], d[f"{sysname}_P"]
+        tp, fp, fn = c @ (G * P), c @ ((1 - G) * P), c @ (G * (1 - P))
         if metric == "micro_f1":
-            return M.f1_from_counts(float((G * P).sum()), float(((1 - G) * P).sum()), float((G * (1 - P)).sum()))
-        if metric == "macro_f1":  # over the concepts with a positive example among these studies
-            f = [M.f1_from_counts(float((G[:, j] * P[:, j]).sum()), float(((1 - G[:, j]) * P[:, j]).sum()),
-                                  float((G[:, j] * (1 - P[:, j])).sum())) for j in range(G.shape[1]) if G[:, j].any()]
+            return M.f1_from_counts(float(tp.sum()), float(fp.sum()), float(fn.sum()))
+        if metric == "macro_f1":  # over the concepts with a positive example in the resample
+            f = [M.f1_from_counts(float(tp[j]), float(fp[j]), float(fn[j])) for j in range(G.shape[1]) if tp[j] + fn[j] > 0]
             return float(np.mean(f)) if f else None
         raise KeyError(name)
 

@@ -145,3 +145,62 @@ def test_extraction_run_writes_the_eval_json(tmp_path):
     run = next(d.iterdir())
     assert {"results.json", "results.md", "report.html", "predictions.jsonl"} <= {p.name for p in run.iterdir()}
     assert "## extraction" in (run / "results.md").read_text()
+
+
+def test_resample_scalars_equal_the_metric_on_the_materialised_resample():
+    """scalar(d, m, idx) uses multiplicities; it must equal the library metric on d[idx]."""
+    from kgrag.eval import metrics as M
+
+    rng = np.random.default_rng(5)
+    n = 40
+    studies = [_study(f"q{i}", {"pneumonia": int(rng.random() < 0.4), "heart_failure": int(rng.random() < 0.3)})
+               for i in range(n)]
+    ctx = _ctx(studies, {}, DOCS)
+    recs = {s.id: {"evidence": list(rng.choice(list(DOCS), 4)),
+                   "diagnoses": {"pneumonia": float(np.round(rng.random(), 1)), "heart_failure": float(rng.random())},
+                   "image_findings": {}} for s in studies}
+    ev = T.DiagnosisEval(["pneumonia", "heart_failure"])
+    d = ev.data(list(recs), recs, ctx)
+    for _ in range(5):
+        idx = rng.integers(0, n, n)
+        dd = T.take(d, idx)
+        aucs = [M.auc(dd["Y"][:, j], dd["PA"][:, j]) for j in range(2)]
+        assert ev.scalar(d, "answer_macro_auc", idx) == pytest.approx(np.mean([a for a in aucs if a is not None]))
+        bal = [M.binary_metrics(dd["Y"][:, j].astype(int), (dd["PA"][:, j] >= 0.5).astype(int))["balanced_accuracy"]
+               for j in range(2) if 0 < dd["Y"][:, j].sum() < n]
+        assert ev.scalar(d, "answer_macro_balanced_accuracy", idx) == pytest.approx(np.mean(bal))
+    qm = [{"answer": "yes" if rng.random() < 0.5 else "no", "concept": "pneumonia"} for _ in range(n)]
+    vrec = {f"q{i}#q0": {"evidence": ["d1", "d3"], "question": qm[i],
+                         "answer": {"yes_no": "yes" if p >= 0.5 else "no", "probability": p}}
+            for i, p in enumerate(np.round(rng.random(n), 2))}
+    vq = T.VQAEval()
+    dv = vq.data(list(vrec), vrec, ctx)
+    idx = rng.integers(0, n, n)
+    dd = T.take(dv, idx)
+    assert vq.scalar(dv, "answer_auc", idx) == pytest.approx(M.auc(dd["y"], dd["pa"]))
+    assert vq.scalar(dv, "answer_accuracy", idx) == pytest.approx(np.mean(dd["ya"] == dd["y"]))
+    assert vq.scalar(dv, "answer_f1", idx) == pytest.approx(
+        M.binary_metrics(dd["y"].astype(int), dd["ya"].astype(int))["f1"])
+
+
+def test_report_resample_bleu_and_clinical_f1():
+    pytest.importorskip("pycocoevalcap")
+    from kgrag.eval import metrics as M
+
+    refs = ["the heart is enlarged", "no pleural effusion", "small left pleural effusion", "the lungs are clear"]
+    hyps = ["the heart is enlarged today", "no effusion", "left pleural effusion is small", "lungs are clear"]
+    studies = [_study(f"q{i}", findings=r) for i, r in enumerate(refs)]
+    ctx = _ctx(studies, {}, {f"d{i}": {} for i in range(4)})
+    ctx.doc_text = lambda sid, target: hyps[int(sid[1:])]
+    ctx.report_target = "report"
+    ctx.tokens = {t: t for t in refs + hyps}
+    ctx.present_of = lambda t: frozenset(w for w in ("enlarged", "effusion", "clear") if w in t)
+    recs = {f"q{i}": {"evidence": [f"d{i}"], "answer": {"text": hyps[i]}} for i in range(4)}
+    ev = T.ReportEval(M.CocoScorer(), meteor=False)
+    d = ev.data(list(recs), recs, ctx)
+    idx = np.array([0, 0, 2, 3])
+    toolkit = M.CocoScorer().bleu([refs[i] for i in idx], [hyps[i] for i in idx])[3]
+    assert ev.scalar(d, "retrieved_top1_bleu_4", idx) == pytest.approx(toolkit, abs=1e-6)
+    # concept sets: refs {enlarged}, {effusion}, {effusion}, {clear}; hyps the same -> F1 1
+    assert ev.scalar(d, "generated_clinical_f1", idx) == pytest.approx(1.0)
+    assert ev.scalar(d, "generated_rouge_l", idx) == pytest.approx(np.mean(d["generated_rouge_l"][idx]))
