@@ -97,7 +97,8 @@ def paired_table(paired: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[l
 
 
 def group_table(g: Mapping[str, Any], prim: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    rows = [[v] + [fmt_ci(vals["ci"].get(m)) for m in prim] for v, vals in g["variants"].items()]
+    rows = [[v] + [fmt_ci(vals["ci"].get(m)) if vals.get("ci") else fmt(vals.get(m)) for m in prim]
+            for v, vals in g["variants"].items()]
     return ["variant", *prim], rows
 
 
