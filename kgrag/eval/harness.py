@@ -240,6 +240,7 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
              plots: bool = True) -> dict[str, Any]:
     """Evaluate ``tasks`` on the test split of ``manifest`` against the home of ``settings``."""
     from kgrag.eval import report
+    from kgrag.eval import tasks as T
     from kgrag.eval.data import read_eval_set
 
     t0 = time.perf_counter()
@@ -324,6 +325,9 @@ def run_eval(settings: Any, manifest: str | Path, tasks: Sequence[str], *, sweep
                 continue
             qids = sorted(q for q, m in qmeta.items() if m["kind"] == ("vqa" if task == "vqa" else "study"))
             qids = [q for q in qids if all(q in records[v.name] for v in variants)]
+            if task == "report":  # a study without the reference text cannot be scored
+                qids = [q for q in qids if T.plain_text(by_id[q].findings, by_id[q].impression, by_id[q].report,
+                                                        ctx.report_target)]
             if not qids:
                 res["results"][task] = {"skipped": "no test query could be answered for this task"}
                 continue
