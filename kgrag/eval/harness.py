@@ -392,7 +392,7 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
     from kgrag.eval import tasks as T
     from kgrag.eval.ablation import inject_noise, irrelevant_pool
     from kgrag.eval.cache import MemoModel
-    from kgrag.query.pipeline import Query, QueryPipeline
+    from kgrag.query.pipeline import Query
 
     # queries
     queries: list[tuple[str, Any]] = []
@@ -487,10 +487,7 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
             keys = sorted({v.run_key(settings) for v in variants if v.home_key == hk and v.noise == 0})
             if not keys:
                 continue
-            pipe = QueryPipeline.from_settings(homes[hk], model_name=model_name)
-            # every variant asks the same queries: encode each image and question once
-            memo = MemoModel(pipe.model) if memo is None else memo.rebind(pipe.model)
-            pipe.model = memo
+            pipe, memo = open_pipeline(homes[hk], model_name, memo)
             try:
                 for key in keys:
                     _, rerank, alpha, k = key
@@ -538,6 +535,45 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
                         "image_findings": {}}
         records[v.name] = out
     return ctx, info
+
+
+def open_pipeline(settings: Any, model_name: str, memo: Any = None) -> tuple[Any, Any]:
+    """A warm QueryPipeline whose model sits behind the evaluation's encoder memo.
+
+    The pipeline is opened as ``QueryPipeline.from_settings`` opens it (model, graph
+    store, indexes checked against both, extractor, docstore), with the loaded model
+    wrapped by :class:`~kgrag.eval.cache.MemoModel` before the stages are built, so
+    every stage that encodes reads the memo.  ``memo`` carries the cache over from a
+    previous home (the same model)."""
+    from kgrag.eval.cache import MemoModel
+    from kgrag.query.pipeline import QueryPipeline
+
+    if not hasattr(QueryPipeline, "warm_up"):  # a pipeline whose constructor does the I/O
+        pipe = QueryPipeline.from_settings(settings, model_name=model_name)
+        memo = MemoModel(pipe.model) if memo is None else memo.rebind(pipe.model)
+        pipe.model = memo
+        return pipe, memo
+    from kgrag.docstore import DocStore
+    from kgrag.graph.factory import open_store
+    from kgrag.index.indexset import IndexSet
+    from kgrag.ingest.extract import RuleExtractor
+    from kgrag.model.retrieval_model import RetrievalModel
+
+    model = RetrievalModel.load(settings.models_dir / model_name)
+    model.warm_up()
+    memo = MemoModel(model) if memo is None else memo.rebind(model)
+    store = open_store(settings)
+    try:
+        index = IndexSet.load(settings.index_dir, expect_encoder=model.fingerprint,
+                              expect_graph_version=store.version())
+        ext = RuleExtractor()
+        ext.warm_up()
+        pipe = QueryPipeline(settings, memo, index, store, DocStore.from_settings(settings), ext)
+        pipe.warm_up()
+    except BaseException:
+        store.close()
+        raise
+    return pipe, memo
 
 
 def _evaluator(task: str, ctx: Any, studies: Sequence[Any], vocabulary: Sequence[str], concepts: str, coco: Any,

@@ -109,7 +109,7 @@ def test_eval_refuses_a_home_that_saw_a_test_study(home, tmp_path):
 
 
 def test_memo_gives_the_pipelines_own_answers(home):
-    from kgrag.eval.cache import MemoModel
+    from kgrag.eval.harness import open_pipeline
     from kgrag.query.pipeline import Query, QueryPipeline
 
     s, tmp = home
@@ -119,7 +119,10 @@ def test_memo_gives_the_pipelines_own_answers(home):
     pipe = QueryPipeline.from_settings(s)
     try:
         plain = pipe.run(q)
-        pipe.model = MemoModel(pipe.model)
+    finally:
+        pipe.close()
+    pipe, memo = open_pipeline(s, "default")
+    try:
         first, second = pipe.run(q), pipe.run(q)
     finally:
         pipe.close()
@@ -127,4 +130,4 @@ def test_memo_gives_the_pipelines_own_answers(home):
         assert [e["id"] for e in r["evidence"]] == [e["id"] for e in plain["evidence"]]
         assert r["answer"]["probability"] == plain["answer"]["probability"]
         assert r["image_findings"] == plain["image_findings"]
-    assert pipe.model.counts == {"image_hits": 1, "image_misses": 1}
+    assert memo.counts == {"image_hits": 1, "image_misses": 1}
