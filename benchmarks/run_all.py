@@ -74,13 +74,13 @@ def _query(d: dict) -> list[str]:
 def _e2e(d: dict) -> list[str]:
     rows = []
     for n, r in d["results"].items():
-        st = r["stage_ms_p50"]
+        st = sorted(r["stage_ms_p50"].items(), key=lambda kv: -kv[1])[:3]
         enc = r["encoders_ms_p50"]
         rows.append([n, r["index_kind"], r["query_ms"]["p50"], r["query_ms"]["p95"], r["query_ms"]["n"],
-                     st.get("ObserveFindings"), st.get("Stage1Cases"), st.get("CausalState"),
-                     enc.get("image_embedding"), enc.get("findings_head"), enc.get("question"), r["open_s"]])
-    out = _table(["studies", "index", "query p50 ms", "p95 ms", "n", "ObserveFindings p50 ms", "Stage1 p50 ms",
-                  "CausalState p50 ms", "image CNN ms", "findings head ms", "question encoder ms", "open s"], rows)
+                     "; ".join(f"{k} {v:.1f}" for k, v in st), enc.get("image_embedding"), enc.get("findings_head"),
+                     enc.get("question"), r["open_s"]])
+    out = _table(["studies", "index", "query p50 ms", "p95 ms", "n", "slowest stages (p50 ms)", "image CNN ms",
+                  "findings head ms", "question encoder ms", "open s"], rows)
     la = d.get("load_average_before")
     if la:
         out.append(f"\nLoad average before / after: {la} / {d.get('load_average_after')} (torch threads {d.get('torch_threads')}).")
