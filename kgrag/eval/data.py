@@ -66,7 +66,8 @@ class EvalSet:
 def read_eval_set(manifest: str | Path, *, fmt: str | None = None, images_dir: str | Path | None = None,
                   max_report_chars: int = 20_000) -> EvalSet:
     """Read the corpus at ``manifest`` and keep its test split."""
-    from kgrag.ingest.pipeline import RecordError, validate
+    from kgrag.errors import RecordError
+    from kgrag.ingest.pipeline import validate
     from kgrag.ingest.readers import read
 
     path = Path(manifest)
