@@ -74,7 +74,9 @@ def test_eval_json_with_ablations(home, tmp_path):
     assert res["results"]["retrieval"]["pair_retrieval"]["n"] == 8
     assert res["results"]["report"]["variants"]["causal"]["metrics"]["generated"]["bleu_1"] is not None
     assert res["results"]["report"]["variants"]["causal+noise=0.5"]["metrics"]["generated"] is None
-    assert res["shift"]["groups"] and set(res["shift"]["groups"]) <= {"site_aligned", "site_reversed"}
+    groups = res["shift"]["groups"]
+    assert set(groups) <= {"in_style", "out_of_style", "site_aligned", "site_reversed"}
+    assert groups.get("in_style") == 8 and "out_of_style" not in groups  # a corpus drawn without --shift
     # the random graph keeps the learned graph's edge count; the user's graph is never touched
     g = res["graphs"]
     assert g["random"]["accepted"] == accepted == g["home"]["accepted"]
