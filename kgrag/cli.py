@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("kgrag.commands.retrieval:index", "Build or update FAISS indexes."),
     "query": ("kgrag.commands.query:query", "Retrieve, rerank and answer a query."),
     "finetune": ("kgrag.commands.finetune:finetune", "LoRA-tune a local generator on train-split prompts."),
+    "eval": ("kgrag.commands.eval:eval_", "Evaluate on a manifest's test split: metrics, ablations, report."),
 }
 
 
