@@ -37,6 +37,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 POSITIVE_JACCARD = 0.5
 FUSION_TEMPERATURE = 0.05
+MIN_FUSION_TEMPERATURE = 1e-3  # a learned temperature is clamped here
 #: query form → (has image, has text)
 FORMS: dict[str, tuple[bool, bool]] = {
     "image": (True, False), "image+question": (True, True), "image+findings": (True, True),
@@ -139,12 +140,14 @@ def jaccard_matrix(a: Sequence[set[str]], b: Sequence[set[str]]) -> np.ndarray:
 
 
 def fusion_loss(w_logits: np.ndarray, sims: np.ndarray, positive: np.ndarray,
-                temperature: float = FUSION_TEMPERATURE, avail: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                temperature: float = FUSION_TEMPERATURE, avail: np.ndarray | None = None,
+                *, grad_temperature: bool = False) -> tuple[float, np.ndarray] | tuple[float, np.ndarray, float]:
     """Multi-positive InfoNCE of the fused relevance and its gradient w.r.t. the
     softmax logits (NumPy, float64).  ``avail`` (Q, 3) bool marks the terms each
     query has (default: all); the weights of a query are renormalized over them,
-    v_eff = v⊙m / (v·m), as at query time.  Rows without a positive or a negative,
-    or without any term, must be removed by the caller."""
+    v_eff = v⊙m / (v·m), as at query time.  With ``grad_temperature`` the gradient
+    w.r.t. τ = log(1/T) comes third.  Rows without a positive or a negative, or
+    without any term, must be removed by the caller."""
     s = np.asarray(sims, np.float64)
     pos = np.asarray(positive, bool)
     w = np.asarray(w_logits, np.float64)
@@ -166,17 +169,23 @@ def fusion_loss(w_logits: np.ndarray, sims: np.ndarray, positive: np.ndarray,
     # dv_eff_qk/dv_j = m_qk δ_kj / D_q − v_k m_qk m_qj / D_q²
     g_v = (mk / den[:, None] * (G - (G * v_eff).sum(axis=1, keepdims=True))).sum(axis=0)
     g_w = v * (g_v - v @ g_v)  # softmax Jacobian
+    if grad_temperature:
+        return loss, g_w, float((g_r * r).sum())  # r = e^τ·u, so dr/dτ = r
     return loss, g_w
 
 
 def learn_weights(sims: np.ndarray, positive: np.ndarray, *, steps: int = 300, lr: float = 0.05,
-                  temperature: float = FUSION_TEMPERATURE, seed: int = 0,
-                  avail: np.ndarray | None = None) -> FusionWeights:
+                  temperature: float | None = FUSION_TEMPERATURE, seed: int = 0,
+                  avail: np.ndarray | None = None, fit: dict | None = None) -> FusionWeights:
     """``sims``: (Q, C, 3) similarities [image_text, image_image, text_text] of each
     query to C candidates; ``positive``: (Q, C) bool; ``avail`` (Q, 3) the terms each
     query has (its form, see :func:`available`).  Adam (β = 0.9, 0.999) on the
     softmax logits from equal weights, ``steps`` full-batch steps of :func:`fusion_loss`
-    (deterministic; ``seed`` is recorded for interface symmetry).  Returns the weights."""
+    (deterministic; ``seed`` is recorded for interface symmetry).  ``temperature=None``
+    learns T with the weights (from T = 0.05): the terms' similarities have different
+    spreads, and with T fixed the fit would favour the widest-spread term for its
+    scale rather than its ranking.  ``fit``, when given, receives the final loss and T.
+    Returns the weights."""
     del seed  # full-batch and deterministic
     s = np.asarray(sims, np.float64)
     pos = np.asarray(positive, bool)
@@ -186,16 +195,27 @@ def learn_weights(sims: np.ndarray, positive: np.ndarray, *, steps: int = 300, l
     if len(s) == 0:
         log.warning("no query has both a positive and a negative candidate; fusion weights stay equal")
         return FusionWeights()
-    w = np.zeros(3)
-    m1, m2 = np.zeros(3), np.zeros(3)
+    learn_t = temperature is None
+    x = np.zeros(4)  # softmax logits of α, β, γ, then τ = log(1/T)
+    x[3] = np.log(1.0 / (FUSION_TEMPERATURE if learn_t else float(temperature)))
+    m1, m2 = np.zeros(4), np.zeros(4)
     b1, b2, eps = 0.9, 0.999, 1e-8
+    loss = float("nan")
     for t in range(1, steps + 1):
-        _, g = fusion_loss(w, s, pos, temperature, m)
+        if learn_t:
+            loss, gw, gt = fusion_loss(x[:3], s, pos, float(np.exp(-x[3])), m, grad_temperature=True)
+        else:
+            loss, gw = fusion_loss(x[:3], s, pos, float(temperature), m)
+            gt = 0.0
+        g = np.append(gw, gt)
         m1 = b1 * m1 + (1 - b1) * g
         m2 = b2 * m2 + (1 - b2) * g * g
-        w -= lr * (m1 / (1 - b1**t)) / (np.sqrt(m2 / (1 - b2**t)) + eps)
-    v = np.exp(w - w.max())
+        x -= lr * (m1 / (1 - b1**t)) / (np.sqrt(m2 / (1 - b2**t)) + eps)
+        x[3] = min(x[3], np.log(1.0 / MIN_FUSION_TEMPERATURE))
+    v = np.exp(x[:3] - x[:3].max())
     a, b, g = (v / v.sum()).tolist()
+    if fit is not None:
+        fit.update({"loss": loss, "temperature": float(np.exp(-x[3])), "queries": int(len(s))})
     return FusionWeights(a, b, g)
 
 

@@ -90,6 +90,25 @@ def test_fusion_loss_gradient_with_missing_terms_matches_finite_differences():
         assert g[k] == pytest.approx(num, abs=1e-6)
 
 
+def test_temperature_gradient_matches_finite_differences():
+    sims, pos = _planted((0.3, 0.3, 0.4), q=20, c=8, seed=6)
+    w, tau = np.array([0.1, 0.2, -0.3]), np.log(1 / 0.2)
+    _, _, g_tau = fusion_loss(w, sims, pos, float(np.exp(-tau)), grad_temperature=True)
+    eps = 1e-6
+    num = (fusion_loss(w, sims, pos, float(np.exp(-(tau + eps))))[0]
+           - fusion_loss(w, sims, pos, float(np.exp(-(tau - eps))))[0]) / (2 * eps)
+    assert g_tau == pytest.approx(num, abs=1e-6)
+
+
+def test_learned_temperature_recovers_the_planted_one():
+    # positives drawn with T = 0.2 (not the 0.05 a fixed fit would assume)
+    sims, pos = _planted((0.5, 0.2, 0.3), q=600, c=32, seed=7, temperature=0.2)
+    fit = {}
+    w = learn_weights(sims, pos, steps=600, lr=0.05, temperature=None, fit=fit)
+    assert fit["temperature"] == pytest.approx(0.2, rel=0.2)
+    assert np.abs(np.array([w.alpha, w.beta, w.gamma]) - [0.5, 0.2, 0.3]).max() < 0.08
+
+
 def test_image_only_rows_fit_the_image_ratio_and_ignore_the_text_term():
     # positives planted with α:β = 0.8:0.2 on image-only queries; their text column is
     # a decoy that would win if the fit did not drop it
@@ -167,6 +186,12 @@ def test_fusion_is_fitted_per_query_form():
                         baseline_text=T[q])
     g_question, g_findings = w.forms["image+question"][2], w.forms["image+findings"][2]
     assert g_question < 0.15 < 0.5 < g_findings  # a noise question gets little weight, findings text a lot
+    for f in ("image+question", "image+findings"):  # γ kept at the share val recall prefers
+        fit = rep[f]["fit"]
+        by_share = fit["recall@10_by_gamma_share"]
+        assert set(by_share) == {"1.0", "0.5", "0.25", "0.1", "0.0"}
+        assert rep[f]["recall@10"] == pytest.approx(max(by_share.values()))
+        assert w.forms[f][2] == pytest.approx(fit["gamma_fitted"] * fit["gamma_share_kept"], abs=1e-4)
     assert set(w.forms) == {"image", "image+question", "image+findings"}
     for f in forms:
         r = rep[f]
