@@ -4,8 +4,9 @@ Synthetic 256-d vectors stand in for the encoders' output (the models are not wh
 is timed; ``bench_train.py`` measures them); the causal graph is the synthetic
 corpus's true model (reader direction) loaded as accepted edges into the real
 embedded FalkorDB; each study's report asserts/denies random concept sets; each
-query has its own image vector and its own V_I (image-finding probabilities drawn
-per query).  One query runs the query pipeline's own stages from V_I on:
+query has its own image vector and its own V_I (a probability drawn per query for
+every concept the findings head predicts, image findings and findings, as the query
+pipeline observes them).  One query runs the query pipeline's own stages from V_I on:
 
     stage 1 (kgrag.query.stages.Stage1Cases: FAISS top-200 in the text and the
     image spaces, MR-RAG fusion, top N = 50) → causal rerank (CausalRerank) → Score
@@ -45,6 +46,7 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
     from kgrag.graph.falkordb_store import FalkorDBStore
     from kgrag.graph.graph_pipeline import Pending
     from kgrag.index.indexset import IndexSet
+    from kgrag.model.data import head_concepts
     from kgrag.model.encoders import HashEncoder
     from kgrag.model.fusion import FusionWeights
     from kgrag.ontology import concepts, ids_with_role
@@ -64,12 +66,12 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
     leaks = {c["id"]: c.get("leak") for c in store.concepts()}
     ids_all = sorted(concepts())
     diagnoses = [d for d in ids_with_role("Diagnosis") if d != "no_finding"]
-    image_findings = ids_with_role("ImageFinding")
+    image_findings = head_concepts()  # V_I: every concept the findings head predicts (image findings and findings)
     fusion = FusionWeights(0.4, 0.4, 0.2)
 
     def draw_observed() -> dict[str, float]:
         q = rng.beta(0.6, 1.4, len(image_findings))
-        return {c: float(x) for c, x in zip(image_findings, q, strict=True) if x >= stages.OBSERVE_MIN_Q}
+        return {c: float(x) for c, x in zip(image_findings, q, strict=True)}
 
     res: dict = {"k": 50, "stage1_pool_per_space": 200, "repeat_per_round": repeat, "rounds": ROUNDS,
                  "graph": {"concepts": len(ids_all), "accepted_edges": len(edges)}, "results": {}}

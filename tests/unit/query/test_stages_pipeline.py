@@ -154,7 +154,8 @@ class FakeExtractor:
 
 
 def _settings(**retrieval):
-    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_threshold": None, **retrieval}
+    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_filter": True,
+         "reward_threshold": None, **retrieval}
     return SimpleNamespace(retrieval=SimpleNamespace(**r), kg=SimpleNamespace(max_path_len=3, default_leak=0.01))
 
 
@@ -179,6 +180,17 @@ def test_constructor_does_no_io_and_warm_up_builds_stages_once():
     pipe.warm_up()
     assert pipe.before_rerank is first and set(pipe.rerankers) == set(RERANKERS) == {"causal", "pagerank", "none"}
     assert pipe.graph_version == "g-test" and pipe.assertions == ASSERTIONS
+
+
+def test_warm_up_builds_the_reward_filter_from_the_settings():
+    pipe = _pipeline()
+    pipe.warm_up()
+    rf = next(s for s in pipe.after_rerank if isinstance(s, stages.RewardFilter))
+    assert rf.enabled is True and rf.threshold is None  # on, with the model's trained threshold
+    pipe = _pipeline(reward_filter=False, reward_threshold=0.3)
+    pipe.warm_up()
+    rf = next(s for s in pipe.after_rerank if isinstance(s, stages.RewardFilter))
+    assert rf.enabled is False and rf.threshold == 0.3
 
 
 def test_state_for_checks_options_before_any_work(tmp_path):
@@ -206,12 +218,13 @@ def test_run_follows_the_stage_order_and_closes_the_graph_calls(tmp_path):
     assert res["config"]["graph_version"] == "g-test" and res["config"]["index_version"] == "idx-1"
 
 
-def test_observe_findings_thresholds_image_and_reads_findings_text():
+def test_observe_findings_keeps_the_image_probabilities_and_reads_findings_text():
     st = QueryState(query=Query(findings="Patchy opacity.", question="Any effusion?"), k=1, n=1, alpha=0.5,
                     rerank="none", images=[np.zeros((4, 4), np.float32)])
     st = stages.ObserveFindings(FakeModel(q=0.3), FakeExtractor()).run(st)
-    # nodule (0.05) is under OBSERVE_MIN_Q; the findings text states the opacity present (certain)
-    assert st.observed == {"lung_opacity": 1.0}
+    # V_I holds every calibrated probability the head gives (nodule 0.05 too); the findings
+    # text states the opacity present, which overrides the image's 0.3
+    assert st.observed == {"lung_opacity": 1.0, "nodule": 0.05}
     assert [f["concept"] for f in st.image_findings] == ["lung_opacity", "nodule"]
     assert st.question_concepts == ["pleural_effusion"]
 
