@@ -60,8 +60,14 @@ def train(name, epochs, batch_size, pooling, lr, patience, unmentioned, min_find
         extra = f"; {r['recall@10_own_report_fit']:.3f}" if "recall@10_own_report_fit" in r else ""
         click.echo(f"  {form:18s} {w}  recall@10 {r['recall@10']:.3f} ({r['recall@10_joint']:.3f}{extra}; "
                    f"chance {r['recall@10_chance']:.3f})")
-    th = ", ".join(f"{k} {'none' if v is None else f'{v:.3f}'}" for k, v in rep.reward_thresholds.items())
-    click.echo(f"reward pair accuracy {rep.reward_val_pair_accuracy:.2f} (val); filter thresholds: {th}")
+    click.echo(f"reward pair accuracy {rep.reward_val_pair_accuracy:.2f} (val); filter per query kind "
+               "(val stage-1 candidates):")
+    for kind, f in rep.reward_fit.items():
+        if "threshold" in f:
+            click.echo(f"  {kind:9s} τ {f['threshold']:.3f} (J {f['youden_j']:.2f}) keeps {f['kept_share']:.0%}; "
+                       f"recall@10 {f['recall@10_without']:.3f} → {f['recall@10_with']:.3f}")
+        else:
+            click.echo(f"  {kind:9s} off: {f.get('off')}")
 
 
 @click.group("index")

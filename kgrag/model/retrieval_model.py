@@ -85,11 +85,12 @@ class RetrievalModel:
 
     @property
     def reward_threshold(self) -> float | None:
-        """τ for image queries, chosen on val by Youden's J (see :mod:`kgrag.model.reward`), or None."""
+        """τ for the model's main query kind (image, or text for a text-only model), or None."""
         return self.reward_threshold_for("image" if self.image_encoder is not None else "text")
 
     def reward_threshold_for(self, kind: str) -> float | None:
-        """The trained τ for ``kind`` = ``"image"`` or ``"text"`` queries (None when not fitted)."""
+        """The trained τ for ``kind`` = ``"image"``, ``"text"`` (findings text) or
+        ``"question"`` queries; None when training fitted none (the filter stays off)."""
         r = self.manifest.get("reward", {})
         v = (r.get("thresholds") or {}).get(kind)
         return None if v is None else float(v)

@@ -57,6 +57,8 @@ FUSION_QUERIES, FUSION_CANDIDATES = 400, 1024
 GAMMA_SHRINK = (1.0, 0.5, 0.25, 0.1, 0.0)
 REWARD_TRIPLES = 6000
 RECALL_K = 10
+STAGE1_N = 50  # stage-1 candidates per query (the query pipeline's default N)
+MIN_YOUDEN_J = 0.05  # a reward threshold that separates less than this is not used
 
 
 @dataclass
@@ -83,7 +85,8 @@ class TrainReport:
     reward_pair_accuracy: float = 0.0  # on the training triples
     reward_val_pair_accuracy: float = 0.0  # held-out (val queries)
     reward_threshold: float | None = None  # for the model's main query kind (image, or text)
-    reward_thresholds: dict[str, float | None] = field(default_factory=dict)
+    reward_thresholds: dict[str, float | None] = field(default_factory=dict)  # per query kind; None: filter off
+    reward_fit: dict[str, dict[str, Any]] = field(default_factory=dict)  # per kind: J, kept share, val recall with/without
     temperature: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -538,8 +541,25 @@ def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs:
     rep.fusion = model.fusion.to_dict()
 
     # -- 4. reward model -----------------------------------------------------------------------
-    reward_meta = _train_reward(model, rep, rng, dim=dim, seed=seed, sets_tr=sets_tr, sets_va=sets_va, zt_tr=zt_tr,
-                                q_train={"image": zi_tr, "text": zf_tr}, q_val={"image": zi_va, "text": zf_va})
+    q_tr_questions = data.query_questions(sets_tr, vocab, rng)
+    uq_tr = sorted(set(q_tr_questions))
+    uq_tr_emb = model.encode_texts(uq_tr)
+    zq_tr = uq_tr_emb[[uq_tr.index(x) for x in q_tr_questions]]
+    q_train = {"text": zf_tr, "question": zq_tr}
+    if with_images:
+        q_train = {"image": zi_tr, **q_train}
+    stage1: dict[str, tuple[np.ndarray, list[set[str]], np.ndarray]] = {}
+    val_triples = None
+    if use_val:
+        kq = {"image": (qi, None, "image"), "text": (None, qf, "findings"), "question": (None, qq, "question")}
+        for kind in q_train:
+            i_vecs, t_vecs, form = kq[kind]
+            cand = stage1_candidates(model.fusion.for_form(form), form, i_vecs, t_vecs, pool_I, pool_T,
+                                     np.asarray(self_idx), min(STAGE1_N, len(pool_T) - 1))
+            stage1[kind] = (i_vecs if i_vecs is not None else t_vecs, q_sets, cand)
+        val_triples = ({"image": zi_va, "text": zf_va, "question": zq_va}, sets_va)
+    reward_meta = _train_reward(model, rep, rng, dim=dim, seed=seed, sets_tr=sets_tr, zt_tr=zt_tr, q_train=q_train,
+                                val_triples=val_triples, stage1=stage1, pool_T=pool_T, pool_S=pool_S)
 
     rep.seconds = time.perf_counter() - t0
     model.manifest = {
@@ -664,19 +684,48 @@ def _train_image(settings: Any, tr: Any, va: Any, t_tr: np.ndarray, t_va: np.nda
     return model
 
 
+def stage1_candidates(w: Any, form: str, qi: np.ndarray | None, qt: np.ndarray | None, pool_I: np.ndarray | None,
+                      pool_T: np.ndarray, self_idx: np.ndarray, n: int) -> np.ndarray:
+    """(Q, n) pool rows of each query's stage-1 top n by the form's fused relevance (its own
+    row, ``self_idx``, left out), as the query pipeline would rank them."""
+    from kgrag.model.fusion import fused_relevance
+
+    nq = len(qi) if qi is not None else len(qt)
+    s = np.zeros((nq, len(pool_T), 3))
+    if qi is not None:
+        s[:, :, 0] = qi @ pool_T.T
+        s[:, :, 1] = qi @ pool_I.T if pool_I is not None else s[:, :, 0]
+    if qt is not None:
+        s[:, :, 2] = qt @ pool_T.T
+    rel = fused_relevance(w, s, form)
+    has = self_idx >= 0
+    rel[np.flatnonzero(has), self_idx[has]] = -np.inf
+    return np.argsort(-rel, axis=1, kind="stable")[:, :n]
+
+
 def _train_reward(model: Any, rep: TrainReport, rng: np.random.Generator, *, dim: int, seed: int,
-                  sets_tr: list[set[str]], sets_va: list[set[str]], zt_tr: np.ndarray,
-                  q_train: dict[str, np.ndarray | None], q_val: dict[str, np.ndarray | None]) -> dict[str, Any]:
-    """Step 4: the reward model on triples whose queries are image vectors and findings-text
-    vectors (the forms a query arrives in), and a Youden threshold per query kind on val."""
+                  sets_tr: list[set[str]], zt_tr: np.ndarray, q_train: dict[str, np.ndarray],
+                  val_triples: tuple[dict[str, np.ndarray], list[set[str]]] | None,
+                  stage1: dict[str, tuple[np.ndarray, list[set[str]], np.ndarray]], pool_T: np.ndarray,
+                  pool_S: list[set[str]]) -> dict[str, Any]:
+    """Step 4: the reward model and its filter thresholds.
+
+    Training triples (query, better, worse context) take their query in the forms a query
+    arrives in (``q_train``: image vectors, findings-text vectors, question vectors).  The
+    threshold of each query kind is fitted where the filter runs: on the val queries'
+    stage-1 candidates (``stage1``: kind → (query vectors, query concept sets, (Q, N) pool
+    rows)), relevant = Jaccard ≥ 0.5, τ = max Youden J.  A kind whose rewards do not
+    separate relevant from irrelevant candidates (J < :data:`MIN_YOUDEN_J`) gets no
+    threshold: its filter stays off, with the reason recorded.  The effect on val —
+    Recall@10 and evidence kept, with and without the filter — is recorded too."""
     from kgrag.model import data
-    from kgrag.model.fusion import jaccard
+    from kgrag.model.fusion import POSITIVE_JACCARD, jaccard_matrix
     from kgrag.model.reward import pair_accuracy, train_reward, youden_threshold
     from kgrag.model.reward import score as reward_score
 
-    kinds = [k for k in ("image", "text") if q_train.get(k) is not None]
+    kinds = list(q_train)
 
-    def triples(qv: dict[str, np.ndarray | None], q_sets: list[set[str]], n: int, same_pool: bool):
+    def triples(qv: dict[str, np.ndarray], q_sets: list[set[str]], n: int, same_pool: bool):
         t = data.overlap_pairs(q_sets, sets_tr, n, rng, same_pool=same_pool)
         if not len(t):
             return (np.zeros((0, dim), np.float32),) * 3
@@ -691,24 +740,45 @@ def _train_reward(model: Any, rep: TrainReport, rng: np.random.Generator, *, dim
     reward, acc = train_reward(q, dp, dn, dim=dim, seed=seed)
     model.reward_model = reward
     rep.reward_pair_accuracy = acc
-    meta: dict[str, Any] = {"train_pair_accuracy": acc, "n_train_triples": len(q), "relevant_jaccard": 0.5,
-                            "query_kinds": kinds, "threshold": None, "thresholds": {k: None for k in kinds}}
-    if len(sets_va) >= 2 and all(q_val.get(k) is not None for k in kinds):
-        vq, vdp, vdn = triples(q_val, sets_va, 2000, False)
+    meta: dict[str, Any] = {"train_pair_accuracy": acc, "n_train_triples": len(q), "relevant_jaccard": POSITIVE_JACCARD,
+                            "query_kinds": kinds, "threshold": None, "thresholds": {k: None for k in kinds},
+                            "threshold_rule": "max Youden J over the val queries' stage-1 candidates, per query kind; "
+                                              f"no threshold (filter off) when J < {MIN_YOUDEN_J}",
+                            "fit": {}}
+    if val_triples is not None:
+        vq, vdp, vdn = triples(val_triples[0], val_triples[1], 2000, False)
         rep.reward_val_pair_accuracy = pair_accuracy(reward, vq, vdp, vdn) if len(vq) else float("nan")
         meta["val_pair_accuracy"] = rep.reward_val_pair_accuracy
-        qi = rng.integers(len(sets_va), size=2000)
-        di = rng.integers(len(sets_tr), size=2000)
-        rel = np.array([jaccard(sets_va[a], sets_tr[b]) >= 0.5 for a, b in zip(qi, di, strict=True)])
-        for k in kinds:
-            if rel.any() and (~rel).any():
-                thr, tpr, fpr = youden_threshold(reward_score(reward, q_val[k][qi], zt_tr[di]), rel)
-                meta["thresholds"][k] = thr
-                meta[f"threshold_{k}"] = {"tpr": tpr, "fpr": fpr}
-        meta["threshold_rule"] = "max Youden J on val queries (per kind: image, findings text) vs train contexts"
+    for kind, (qv, q_sets, cand) in stage1.items():
+        nq, n = cand.shape
+        r = reward_score(reward, np.repeat(qv, n, axis=0), pool_T[cand.reshape(-1)]).reshape(nq, n)
+        pos_all = jaccard_matrix(q_sets, pool_S) >= POSITIVE_JACCARD
+        rel = np.take_along_axis(pos_all, cand, axis=1)
+        row: dict[str, Any] = {"queries": nq, "candidates": n, "relevant_share": round(float(rel.mean()), 4)}
+        if rel.any() and (~rel).any():
+            thr, tpr, fpr = youden_threshold(r.reshape(-1), rel.reshape(-1))
+            row.update({"youden_j": round(tpr - fpr, 4), "tpr": round(tpr, 4), "fpr": round(fpr, 4)})
+            if tpr - fpr >= MIN_YOUDEN_J:
+                meta["thresholds"][kind] = thr
+                kept = [c[r[i] >= thr] if (r[i] >= thr).any() else c[:1] for i, c in enumerate(cand)]
+                n_pos = pos_all.sum(axis=1)
+                ok = n_pos > 0
+
+                def recall(rows: list[np.ndarray], pos_all=pos_all, n_pos=n_pos, ok=ok) -> float:
+                    return round(float(np.mean([pos_all[i, rr[:RECALL_K]].sum() / min(RECALL_K, n_pos[i])
+                                                for i, rr in enumerate(rows) if ok[i]])), 4)
+
+                row.update({"threshold": round(thr, 6), "kept_share": round(float(np.mean([len(k) / n for k in kept])), 4),
+                            "recall@10_without": recall(list(cand)), "recall@10_with": recall(kept),
+                            "evidence@10_with": round(float(np.mean([min(RECALL_K, len(k)) for k in kept])), 3)})
+            else:
+                row["off"] = f"rewards do not separate relevant stage-1 candidates (J = {tpr - fpr:.3f} < {MIN_YOUDEN_J})"
+        else:
+            row["off"] = "val stage-1 candidates hold one class only"
+        meta["fit"][kind] = row
     main = "image" if "image" in kinds else "text"
     meta["threshold"] = meta["thresholds"].get(main)
     rep.reward_thresholds = dict(meta["thresholds"])
     rep.reward_threshold = meta["threshold"]
+    rep.reward_fit = meta["fit"]
     return meta
-

@@ -248,11 +248,14 @@ class RewardFilter:
     """MMedRAG++ reward filter, on by default: candidates whose reward is below the
     threshold are dropped (the best-ranked one always stays).
 
-    The threshold is the model's own, trained on val for the query's kind (an image
-    query, or a text-only one: ``model.reward_threshold_for``); ``threshold``
-    overrides it (``retrieval.reward_threshold``) and ``enabled=False`` switches the
-    filter off (``retrieval.reward_filter``).  The trace says which threshold ran,
-    where it came from, or why the filter did not run.
+    The threshold is the model's own, trained on the val queries' stage-1 candidates
+    for the query's kind — ``image`` (the query has one), ``text`` (a findings text,
+    with or without a question) or ``question`` (a question alone) — see
+    ``model.reward_threshold_for``; a kind the reward could not separate on val has
+    none, and its filter stays off.  ``threshold`` overrides it
+    (``retrieval.reward_threshold``) and ``enabled=False`` switches the filter off
+    (``retrieval.reward_filter``).  The trace says which threshold ran, where it came
+    from, or why the filter did not run.
     """
 
     def __init__(self, model, index, threshold: float | None = None, *, enabled: bool = True) -> None:
@@ -261,7 +264,7 @@ class RewardFilter:
     def run(self, st: QueryState) -> QueryState:
         if not st.candidates:
             return st
-        kind = "image" if st.q_image is not None else "text"
+        kind = "image" if st.q_image is not None else "text" if st.findings_text else "question"
         if not self.enabled:
             st.trace["reward_filter"] = {"off": "switched off (retrieval.reward_filter = false)"}
             return st

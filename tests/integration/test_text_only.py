@@ -41,7 +41,7 @@ def test_train_and_index_cover_the_text_side(home):
     _, rows, rep, idx = home
     n_trainval = sum(r["split"] in ("train", "val") for r in rows)
     assert rep.modalities == ["text"] and rep.n_train > 100 and rep.visible == []
-    assert rep.reward_thresholds["text"] is not None and 0 <= rep.val_recall["findings_R@10"] <= 1
+    assert set(rep.reward_thresholds) == {"text", "question"} and 0 <= rep.val_recall["findings_R@10"] <= 1
     assert set(rep.fusion_forms) == {"findings", "question", "findings+question"}
     assert idx["counts"] == {"text": n_trainval, "image": 0, "fused": n_trainval}
     assert idx["model_modalities"] == ["text"]

@@ -124,8 +124,12 @@ def test_train_writes_model_and_manifest(trained):
     assert set(rep.fusion["forms"]) == {"image", "image+question", "image+findings"}
     assert set(rep.fusion_forms) >= {"image", "image+question", "image+findings", "findings", "question", "own_report_fit"}
     assert all(0 <= rep.fusion_forms[f]["recall@10"] <= 1 for f in ("image", "image+question", "findings"))
-    assert set(rep.reward_thresholds) == {"image", "text"} and rep.reward_threshold == rep.reward_thresholds["image"]
-    assert rep.reward_threshold is not None and 0 <= rep.reward_val_pair_accuracy <= 1
+    assert set(rep.reward_thresholds) == {"image", "text", "question"}
+    assert rep.reward_threshold == rep.reward_thresholds["image"] and 0 <= rep.reward_val_pair_accuracy <= 1
+    # each kind's threshold is fitted on val stage-1 candidates, or left off with the reason
+    for kind, f in rep.reward_fit.items():
+        assert f["candidates"] == 50 and (("threshold" in f) == (rep.reward_thresholds[kind] is not None))
+        assert "threshold" in f or "off" in f
     m = json.loads((settings.models_dir / "default" / "manifest.json").read_text())
     for key in ("format", "text_encoder", "text_dim", "embed_dim", "pooling", "findings", "training", "seed", "metrics",
                 "kgrag_version", "built_at", "saved_at", "fingerprint", "fusion", "reward", "calibration", "visible",
@@ -161,7 +165,9 @@ def test_trained_model_loads_and_encodes(trained, tmp_path):
         j = model.findings.index(c)
         a, b = rep.findings[c]["a"], rep.findings[c]["b"]
         assert probs[0][c] == pytest.approx(1 / (1 + math.exp(-(a * z[j] + b))), abs=1e-5)
-    assert model.reward_threshold_for("text") == pytest.approx(rep.reward_thresholds["text"])
+    for kind in ("image", "text", "question"):
+        got, want = model.reward_threshold_for(kind), rep.reward_thresholds[kind]
+        assert got == want if want is None else got == pytest.approx(want)
     assert model.reward(zi[:1], zt).shape == (3,) and model.reward(zi, zt).shape == (3,)
     assert model.fusion.alpha + model.fusion.beta + model.fusion.gamma == pytest.approx(1.0)
     assert model.reward_threshold == pytest.approx(rep.reward_threshold)
@@ -224,7 +230,7 @@ def test_text_only_corpus_trains_the_text_side(trained_text):
     assert {k: v for k, v in rep.fusion.items() if k != "forms"} == {"alpha": 0.0, "beta": 0.0, "gamma": 1.0}
     assert set(rep.fusion_forms) == {"findings", "question", "findings+question"}
     assert rep.fusion_forms["findings"]["weights_effective"] == [0.0, 0.0, 1.0]
-    assert set(rep.reward_thresholds) == {"text"} and rep.reward_threshold == rep.reward_thresholds["text"] is not None
+    assert set(rep.reward_thresholds) == {"text", "question"} and rep.reward_threshold == rep.reward_thresholds["text"]
     m = json.loads((settings.models_dir / "default" / "manifest.json").read_text())
     assert m["modalities"] == ["text"] and m["findings"] == [] and m["pooling"] is None
 

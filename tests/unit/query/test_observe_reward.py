@@ -88,8 +88,8 @@ class Index:
         return np.zeros((len(ids), 2), np.float32)
 
 
-def _ranked(image: bool):
-    st = _state(question="x")
+def _ranked(image: bool, findings: bool = True):
+    st = _state(question="x", findings="y" if findings else None)
     st.q_image = np.array([1.0, 0.0], np.float32) if image else None
     st.q_text = None if image else np.array([0.0, 1.0], np.float32)
     st.candidates = [Hit(f"s{i}", {"fused": 1.0 - i / 10}) for i in range(4)]
@@ -116,6 +116,9 @@ def test_reward_filter_setting_overrides_or_switches_it_off():
     assert len(st.candidates) == 4 and "switched off" in st.trace["reward_filter"]["off"]
     st = stages.RewardFilter(model, Index()).run(_ranked(image=False))  # no trained text threshold
     assert len(st.candidates) == 4 and "no trained threshold for text" in st.trace["reward_filter"]["off"]
+    model = RewardModel([0.9, 0.1, 0.5, 0.3], {"image": 0.4, "text": 0.2, "question": 0.6})
+    st = stages.RewardFilter(model, Index()).run(_ranked(image=False, findings=False))  # a question alone
+    assert [h.id for h in st.candidates] == ["s0"] and st.trace["reward_filter"]["kind"] == "question"
 
 
 def test_reward_filter_is_on_by_default_in_the_settings():
