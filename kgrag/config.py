@@ -93,7 +93,12 @@ class RetrievalSettings(BaseModel):
         description="How the causal rerank folds a report's log pG terms: their sum, or their mean per asserted "
         "concept (docs/causal.md gives the measurement behind the default).")
     damping: float = Field(default=0.85, gt=0.0, lt=1.0)
-    reward_threshold: float | None = None
+    reward_filter: bool = Field(
+        default=True,
+        description="Drop contexts whose reward is below the threshold (MMedRAG++ RAG-PRM filter). "
+        "The threshold is the one trained with the model (per query kind) unless reward_threshold is set.")
+    reward_threshold: float | None = Field(
+        default=None, description="Override the trained reward threshold (unset: use the model's own).")
     flat_index_max: int = Field(default=FLAT_INDEX_MAX, ge=1)
 
 
@@ -102,6 +107,15 @@ class ModelSettings(BaseModel):
     device: str = "cpu"
     seed: int = 13
     embed_dim: int = 256
+    unmentioned_as: Literal["absent", "masked"] = Field(
+        default="absent",
+        description="Findings-head label of a concept the report does not mention (absent = 0, or masked "
+        "out of the loss); present = 1, absent = 0 and uncertain masked always.")
+    min_findings_auc: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="A head concept with val AUC below this is left out of V_I (the head cannot see it).")
+    calibration: Literal["platt", "temperature"] = Field(
+        default="platt", description="Per-concept calibration of the findings head, fitted on val.")
 
 
 class ExtractorSettings(BaseModel):

@@ -20,6 +20,9 @@ mean of its images' embeddings, re-normalized (studies without images are
 absent); ``fused`` the normalized mean of the text and image vectors,
 l2n((t + i) / 2) (a study without images: its text vector).  The mean keeps the
 fused space in the same dimension as the others and weighs both modalities equally.
+A model trained on a text-only corpus (``model.modalities == ["text"]``) indexes
+the text space only: ``image`` is empty and ``fused`` equals ``text``; images a
+study might have are not read (the manifest's ``model_modalities`` says so).
 
 Studies of the ``test`` split are never indexed (leakage guard).  Directories are
 written to a sibling ``.tmp`` and swapped in, so a crash never leaves a half index.
@@ -51,6 +54,11 @@ FORMAT = "kgrag.indexset.v1"
 SPACES = ("text", "image", "fused")
 METRIC = "inner_product(cosine)"
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+
+
+def _modalities(model: Any) -> list[str]:
+    """What ``model`` encodes (a RetrievalModel says; any other Encoder is taken to do both)."""
+    return list(getattr(model, "modalities", None) or ["image", "text"])
 
 
 def _faiss():
@@ -217,6 +225,7 @@ class IndexSet:
                 "encoder_fingerprint": self.encoder_fingerprint, "graph_version": self.graph_version,
                 "kgrag_version": self.meta.get("kgrag_version"), "built_at": self.meta.get("built_at"),
                 "updated_at": self.meta.get("updated_at"), "flat_max": self.meta.get("flat_max"), "modalities": mods,
+                "model_modalities": self.meta.get("model_modalities", ["image", "text"]),
                 "spaces": {k: {kk: v.manifest.get(kk) for kk in ("kind", "count", "dim", "metric", "params")}
                            for k, v in self.spaces.items()}}
 
@@ -227,13 +236,14 @@ class IndexSet:
 
         from kgrag.imaging import load_image
 
+        images_ok = "image" in _modalities(model)
         text_v, img_v, img_ids = [], [], []
         for i in tqdm(range(0, len(studies), batch), desc="index", unit="batch", disable=not progress):
             chunk = studies[i : i + batch]
             text_v.append(np.asarray(model.encode_texts([s.report for s in chunk]), np.float32))
             owners, pix = [], []
             for s in chunk:
-                for p in s.images or []:
+                for p in (s.images or []) if images_ok else []:
                     try:
                         pix.append(load_image(p, size=IMAGE_SIZE))
                     except KgragError as e:
@@ -294,7 +304,7 @@ class IndexSet:
             spaces[sp] = SpaceIndex(ids, vec, m)
         meta = {"format": FORMAT, "encoder": enc, "encoder_fingerprint": fp, "graph_version": graph_version,
                 "kgrag_version": __version__, "built_at": built, "updated_at": built, "flat_max": flat_max,
-                "modalities": dict(modalities), "splits": dict(splits)}
+                "model_modalities": _modalities(model), "modalities": dict(modalities), "splits": dict(splits)}
         s = cls(out_dir, spaces, meta, model)
         s.save()
         return s

@@ -1,5 +1,6 @@
 """Dataset helpers for training: loading a split's image–report pairs, findings
-labels from extracted mentions, concept sets, overlap pairs and augmentation.
+labels from extracted mentions, concept sets, overlap pairs, the query forms
+users send (image, question, findings text) and augmentation.
 
 No torchvision: resizing uses Pillow, augmentation is written in torch.
 
@@ -25,8 +26,17 @@ TRAINABLE_SPLITS = ("train", "val")
 MAX_SHIFT = 4
 CONTRAST = 0.1
 BRIGHTNESS = 0.05
+#: roles the findings head predicts: every concept an image can show (V_I), i.e. every
+#: non-diagnosis concept.  The roles give the graph its layers; they do not limit V_I.
+HEAD_ROLES = ("ImageFinding", "Finding")
+UNMENTIONED = ("absent", "masked")
 
 
+def head_concepts() -> list[str]:
+    """The findings head's columns: image findings and findings, in catalogue order."""
+    from kgrag.ontology import concepts
+
+    return [c.id for c in concepts().values() if c.role in HEAD_ROLES]
 
 
 def _guard(split: str) -> None:
@@ -37,7 +47,8 @@ def _guard(split: str) -> None:
 
 @dataclass
 class SplitData:
-    """Studies of one split that have an image, with the first image as uint8."""
+    """Studies of one split with the first image as uint8 (``images`` is empty, shape
+    (0, size, size), when the split was loaded without images)."""
 
     split: str
     studies: list[Any]
@@ -51,21 +62,30 @@ class SplitData:
     def reports(self) -> list[str]:
         return [s.report for s in self.studies]
 
+    @property
+    def findings_texts(self) -> list[str]:
+        """What a user sends as ``--findings``: the findings section, else the report."""
+        return [getattr(s, "findings", None) or s.report for s in self.studies]
+
     def __len__(self) -> int:
         return len(self.studies)
 
 
 def load_split(docstore: Any, split: str, *, size: int = IMAGE_SIZE, progress: bool = False,
-               limit: int | None = None) -> SplitData:
-    """Read ``split`` (train or val) from the docstore; studies without an image are skipped."""
+               limit: int | None = None, images: bool = True) -> SplitData:
+    """Read ``split`` (train or val) from the docstore.  With ``images`` (the default)
+    studies without an image are skipped and the first image of each is loaded; with
+    ``images=False`` every study is kept and no pixel is read (text-only training)."""
     from tqdm import tqdm
 
     from kgrag.imaging import load_image
 
     _guard(split)
-    studies = [s for s in docstore.studies(split=split) if s.images]
+    studies = [s for s in docstore.studies(split=split) if s.images or not images]
     if limit is not None:
         studies = studies[:limit]
+    if not images:
+        return SplitData(split, studies, np.zeros((0, size, size), np.uint8))
     imgs = np.zeros((len(studies), size, size), np.uint8)
     for i, s in enumerate(tqdm(studies, desc=f"load {split}", unit="img", disable=not progress)):
         imgs[i] = np.round(np.clip(load_image(s.images[0], size=size), 0.0, 1.0) * 255).astype(np.uint8)
@@ -84,15 +104,21 @@ def split_concepts(docstore: Any, splits: Iterable[str] = TRAINABLE_SPLITS) -> d
 
 
 def finding_labels(ids: Sequence[str], concepts_by_study: Mapping[str, Mapping[str, str]],
-                   findings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-label targets and mask for the image-findings head.
+                   findings: Sequence[str], *, unmentioned: str = "absent") -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label targets and mask for the findings head.
 
-    present → 1; absent (a negated mention) → 0; not mentioned → 0 (a report that
-    does not mention a visible finding is read as not showing it, the usual
-    radiology convention); uncertain (hedged) → masked out of the loss.
+    present → 1; absent (a negated mention) → 0; uncertain (hedged) → masked out of
+    the loss.  Not mentioned: ``unmentioned="absent"`` → 0 (a report that does not
+    mention a visible finding is read as not showing it, the usual radiology
+    convention and the CheXpert labeller's "blank"); ``"masked"`` → left out of the
+    loss, so only stated findings teach the head.  The default was chosen by
+    measurement (docs/retrieval.md).
     """
+    if unmentioned not in UNMENTIONED:
+        raise InputError(f"unmentioned={unmentioned!r} is not one of {UNMENTIONED}",
+                         fix="set KGRAG_MODELS__UNMENTIONED_AS to absent or masked")
     y = np.zeros((len(ids), len(findings)), np.float32)
-    mask = np.ones_like(y)
+    mask = np.ones_like(y) if unmentioned == "absent" else np.zeros_like(y)
     col = {c: j for j, c in enumerate(findings)}
     for i, sid in enumerate(ids):
         for c, a in concepts_by_study.get(sid, {}).items():
@@ -100,7 +126,9 @@ def finding_labels(ids: Sequence[str], concepts_by_study: Mapping[str, Mapping[s
             if j is None:
                 continue
             if a == "present":
-                y[i, j] = 1.0
+                y[i, j], mask[i, j] = 1.0, 1.0
+            elif a == "absent":
+                mask[i, j] = 1.0
             elif a == "uncertain":
                 mask[i, j] = 0.0
     return y, mask
@@ -132,6 +160,38 @@ def overlap_pairs(query_sets: Sequence[set[str]], doc_sets: Sequence[set[str]], 
             continue
         out.append((q, d1, d2) if j1 > j2 else (q, d2, d1))
     return np.asarray(out, np.int64).reshape(-1, 3)
+
+
+def question_for(concept: str) -> str:
+    """A yes/no question about ``concept`` phrased the way manifests phrase them:
+    the synthetic corpus's wording where it has one ("Is the heart enlarged?"),
+    else "Is there <name>?" from the catalogue name."""
+    from kgrag.ontology import concepts
+    from kgrag.synth.generate import QUESTION_TEMPLATES
+
+    if concept in QUESTION_TEMPLATES:
+        return QUESTION_TEMPLATES[concept]
+    c = concepts().get(concept)
+    name = (c.name if c else concept.replace("_", " ")).lower()
+    return f"Is there {name}?"
+
+
+def query_questions(sets: Sequence[set[str]], vocabulary: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """One generated question per study: half the time about a concept the study
+    has (drawn from its present set), else about one it lacks (drawn from
+    ``vocabulary`` minus the set) — users ask about what they suspect, which is not
+    always there.  A study with nothing present always gets a concept it lacks."""
+    vocab = list(vocabulary)
+    out = []
+    for s in sets:
+        have = sorted(c for c in s if c in vocab)
+        lack = [c for c in vocab if c not in s]
+        if have and (not lack or rng.random() < 0.5):
+            c = have[int(rng.integers(len(have)))]
+        else:
+            c = lack[int(rng.integers(len(lack)))] if lack else vocab[0]
+        out.append(question_for(c))
+    return out
 
 
 def to_float(x_uint8: Any) -> Any:

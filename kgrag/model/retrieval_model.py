@@ -1,13 +1,21 @@
 """The trained retrieval model: image CNN + projection heads into a shared 256-d
-space, image-findings head (V_I), MR-RAG fusion weights and the reward model.
+space, findings head (V_I) with its per-concept calibration, MR-RAG fusion
+weights per query form and the reward model with its thresholds.
+
+A model trained on a text-only corpus has no image encoder (``modalities`` is
+``["text"]``): it encodes texts, refuses images with a clear error and its
+findings head is empty (V_I then comes from the query's findings text).
 
 A model directory holds ``weights.pt`` (torch state dicts, loaded with
-``weights_only=True``) and ``manifest.json``: format, name, encoder names and
-dims, pooling, width, concept list of the findings head, training parameters,
-seed, metrics, fusion weights, reward threshold, kgrag version, build time and a
-fingerprint (sha256 of the weights file, first 16 hex digits) that the indexes
-record.  ``RetrievalModel`` satisfies the :class:`~kgrag.model.encoders.Encoder`
-protocol, so an index can be built from it directly.
+``weights_only=True``) and ``manifest.json``: format, name, modalities, encoder
+names and dims, pooling, width, the findings head's concept list, its
+calibration (``calibration``: per concept a, b of q = σ(a·z + b), val AUC and
+ECE), the concepts V_I holds (``visible``) and those left out with the reason
+(``excluded``), training parameters, seed, metrics, fusion weights, reward
+thresholds, kgrag version, build time and a fingerprint (sha256 of the weights
+file, first 16 hex digits) that the indexes record.  ``RetrievalModel`` satisfies
+the :class:`~kgrag.model.encoders.Encoder` protocol, so an index can be built
+from it directly.
 """
 
 from __future__ import annotations
@@ -21,13 +29,16 @@ from typing import Any
 import numpy as np
 
 from kgrag import __version__
-from kgrag.errors import ModelMismatchError, ModelNotFoundError
+from kgrag.errors import InputError, ModelMismatchError, ModelNotFoundError
 from kgrag.imaging import IMAGE_SIZE
+from kgrag.model.calibration import Scaling
 from kgrag.model.fusion import FusionWeights
 
 WEIGHTS = "weights.pt"
 MANIFEST = "manifest.json"
-FORMAT = "kgrag.retrieval_model.v1"
+# v2: the findings head covers every non-diagnosis concept, calibrated, with the
+# V_I concept list; image encoder optional (text-only corpora); fusion per form.
+FORMAT = "kgrag.retrieval_model.v2"
 
 
 class RetrievalModel:
@@ -35,15 +46,29 @@ class RetrievalModel:
 
     def __init__(self, image_encoder: Any, text_projection: Any, text_encoder: Any, findings: list[str],
                  fusion: FusionWeights | None = None, reward: Any = None, manifest: dict[str, Any] | None = None,
-                 device: str = "cpu") -> None:
-        self.image_encoder = image_encoder  # cnn.ImageEncoder
+                 device: str = "cpu", *, calibration: dict[str, Scaling] | None = None,
+                 visible: list[str] | None = None) -> None:
+        self.image_encoder = image_encoder  # cnn.ImageEncoder, or None (text-only corpus)
         self.text_projection = text_projection  # cnn.TextProjection
         self.text_encoder = text_encoder  # frozen SentenceTextEncoder (or any text Encoder)
-        self.findings = list(findings)
+        self.findings = list(findings) if image_encoder is not None else []  # the head's columns
+        self.calibration = dict(calibration or {})
+        # V_I: the head's concepts that passed the val AUC check (all of them when unset)
+        self.visible = list(self.findings if visible is None else [c for c in visible if c in self.findings])
         self.fusion = fusion or FusionWeights()
         self.reward_model = reward
         self.manifest = manifest or {}
         self.device = device
+
+    @property
+    def modalities(self) -> list[str]:
+        """What the model encodes: ``["image", "text"]``, or ``["text"]`` for a text-only corpus."""
+        return ["image", "text"] if self.image_encoder is not None else ["text"]
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Head concepts left out of V_I, with the reason (from training)."""
+        return dict(self.manifest.get("excluded", {}))
 
     @property
     def name(self) -> str:
@@ -56,30 +81,59 @@ class RetrievalModel:
 
     @property
     def dim(self) -> int:
-        return int(getattr(self.image_encoder, "embed_dim", self.manifest.get("embed_dim", 256)))
+        return int(getattr(self.text_projection, "embed_dim", self.manifest.get("embed_dim", 256)))
 
     @property
     def reward_threshold(self) -> float | None:
-        """τ chosen on val by Youden's J (see :mod:`kgrag.model.reward`), or None."""
-        v = self.manifest.get("reward", {}).get("threshold")
+        """τ for the model's main query kind (image, or text for a text-only model), or None."""
+        return self.reward_threshold_for("image" if self.image_encoder is not None else "text")
+
+    def reward_threshold_for(self, kind: str) -> float | None:
+        """The trained τ for ``kind`` = ``"image"``, ``"text"`` (findings text) or
+        ``"question"`` queries; None when training fitted none (the filter stays off)."""
+        r = self.manifest.get("reward", {})
+        v = (r.get("thresholds") or {}).get(kind)
         return None if v is None else float(v)
 
     def warm_up(self) -> None:
         self.text_encoder.warm_up()
-        self.image_encoder.eval()
+        if self.image_encoder is not None:
+            self.image_encoder.eval()
         self.text_projection.eval()
 
     # -- encoding ---------------------------------------------------------------------
+    def _need_images(self) -> None:
+        if self.image_encoder is None:
+            raise InputError(f"model {self.name!r} was trained on a text-only corpus and does not encode images",
+                             fix="query with --findings or --question, or train on a corpus with images")
+
     def encode_images(self, images: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """(n, dim) L2-normalized image embeddings; any HxW grayscale size (resized to 128²)."""
+        self._need_images()
         return self._run_images(images, batch_size)[0]
 
-    def findings_probs(self, images: list[np.ndarray], batch_size: int = 256) -> list[dict[str, float]]:
-        """P(image finding present) per image from the findings head (V_I)."""
-        if self.image_encoder.findings is None:
+    def head_logits(self, images: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """(n, len(findings)) raw logits of the findings head."""
+        self._need_images()
+        return self._run_images(images, batch_size)[1]
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """Per-concept calibrated probabilities σ(a·z + b) of (n, len(findings)) logits."""
+        z = np.asarray(logits, np.float64).reshape(-1, len(self.findings))
+        out = np.empty_like(z)
+        for j, c in enumerate(self.findings):
+            out[:, j] = self.calibration.get(c, Scaling()).apply(z[:, j])
+        return out
+
+    def findings_probs(self, images: list[np.ndarray], batch_size: int = 256, *,
+                       all_concepts: bool = False) -> list[dict[str, float]]:
+        """V_I per image: the calibrated probability of every concept the head can see
+        (``visible``); ``all_concepts`` adds the excluded ones (still calibrated)."""
+        if not self.findings:
             return [{} for _ in images]
-        probs = self._run_images(images, batch_size)[1]
-        return [{c: float(v) for c, v in zip(self.findings, row, strict=True)} for row in probs]
+        probs = self.calibrate(self.head_logits(images, batch_size))
+        keep = set(self.findings if all_concepts else self.visible)
+        return [{c: float(v) for c, v in zip(self.findings, row, strict=True) if c in keep} for row in probs]
 
     def _run_images(self, images: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -95,7 +149,7 @@ class RetrievalModel:
                 z, logits = self.image_encoder(x)
                 zs.append(z.cpu().numpy())
                 if logits is not None:
-                    ps.append(torch.sigmoid(logits).cpu().numpy())
+                    ps.append(logits.cpu().numpy())
         return np.concatenate(zs).astype(np.float32), np.concatenate(ps).astype(np.float32)
 
     def project_text_embeddings(self, emb: np.ndarray) -> np.ndarray:
@@ -130,15 +184,20 @@ class RetrievalModel:
 
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
-        state = {"image": self.image_encoder.state_dict(), "text": self.text_projection.state_dict(),
+        img = self.image_encoder
+        state = {"image": img.state_dict() if img is not None else None, "text": self.text_projection.state_dict(),
                  "reward": self.reward_model.state_dict() if self.reward_model is not None else None}
         tmp = p / (WEIGHTS + ".tmp")
         torch.save(state, tmp)
         tmp.replace(p / WEIGHTS)
         m = dict(self.manifest)
         m.update({
-            "format": FORMAT, "name": m.get("name", "default"), "findings": self.findings, "fusion": self.fusion.to_dict(),
-            "embed_dim": self.dim, "pooling": self.image_encoder.pooling, "width": self.image_encoder.width,
+            "format": FORMAT, "name": m.get("name", "default"), "modalities": self.modalities,
+            "findings": self.findings, "visible": self.visible,
+            "calibration": {c: {**m.get("calibration", {}).get(c, {}), **self.calibration[c].to_dict()}
+                            for c in self.findings if c in self.calibration},
+            "fusion": self.fusion.to_dict(), "embed_dim": self.dim,
+            "pooling": img.pooling if img is not None else None, "width": img.width if img is not None else None,
             "image_size": IMAGE_SIZE, "text_encoder": getattr(self.text_encoder, "name", m.get("text_encoder")),
             "text_dim": self.text_projection.in_dim, "metric": "cosine",
             "reward_hidden": getattr(self.reward_model, "hidden", None),
@@ -174,8 +233,11 @@ class RetrievalModel:
                                      fix="the model directory was modified; retrain with 'kgrag train'")
         try:
             state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
-            img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
-            img.load_state_dict(state["image"])
+            img = None
+            if state.get("image") is not None:
+                img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
+                img.load_state_dict(state["image"])
+                img = img.to(device).eval()
             txt = TextProjection(m["text_dim"], m["embed_dim"])
             txt.load_state_dict(state["text"])
             rew = None
@@ -186,5 +248,7 @@ class RetrievalModel:
             raise ModelMismatchError(f"weights in {p} do not match its manifest: {e}",
                                      fix="retrain with 'kgrag train'") from e
         enc = text_encoder if text_encoder is not None else SentenceTextEncoder(m["text_encoder"], device=device)
-        return cls(img.to(device).eval(), txt.to(device).eval(), enc, list(m["findings"]), FusionWeights(**m["fusion"]),
-                   rew.eval() if rew is not None else None, m, device)
+        cal = {c: Scaling(float(v["a"]), float(v["b"]), str(v.get("method", "platt")))
+               for c, v in (m.get("calibration") or {}).items()}
+        return cls(img, txt.to(device).eval(), enc, list(m["findings"]), FusionWeights.from_dict(m["fusion"]),
+                   rew.eval() if rew is not None else None, m, device, calibration=cal, visible=m.get("visible"))

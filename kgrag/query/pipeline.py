@@ -106,7 +106,7 @@ class QueryPipeline:
         ]
         self.rerankers = {mode: build(self) for mode, build in RERANKERS.items()}
         self.after_rerank = [
-            stages.RewardFilter(self.model, index, rs.reward_threshold),
+            stages.RewardFilter(self.model, index, rs.reward_threshold, enabled=rs.reward_filter),
             stages.GuardTestSplit(index.splits),
             stages.Stage2Definitions(cs),
             stages.Explain(self.diagnoses),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kgrag.errors import TestLeakError
-from kgrag.model.fusion import FusionWeights, fuse
+from kgrag.model.fusion import FusionWeights, form_of, fuse
 from kgrag.query import rerank as rr
 from kgrag.query.pagerank import personalized_pagerank, similarity_graph
 from kgrag.query.state import EvidenceSentence, Hit, QueryState
@@ -44,33 +44,49 @@ class Route:
 
 
 class ObserveFindings:
-    """V_I: the findings head's probability for every concept it predicts (whatever its
-    role), and the concepts a findings text states (present 1, absent 0; uncertain ones
-    are not observations).  Concepts named in a question are its subject, never
-    observations.  Every predicted concept stays in V_I however low its q: the rerank
-    scores a report's claim of it against q, and the posteriors take it as a soft root.
-    The question's concepts come from ``parser`` (:class:`kgrag.generation.questions.QuestionParser`:
-    intents, polarity, declarative rewrites) when one is given, else from the extractor."""
+    """V_I, what the query shows (concept → probability it is present).
+
+    An image: the findings head's calibrated probability of every concept the model
+    can see (``model.visible``: image findings and findings whose val AUC passed the
+    training check; the mean over the query's images).  A findings text: the
+    non-diagnosis concepts it states, present 1 and absent 0 (present wins when both
+    are stated; a hedged mention is no observation); it overrides the image for the
+    same concept.  A diagnosis a findings text names is not observed — it is what the
+    graph infers.  Concepts named in a question are its subject
+    (``question_concepts``), never observations.
+    The question's concepts come from ``parser``
+    (:class:`kgrag.generation.questions.QuestionParser`: intents, polarity, declarative
+    rewrites) when one is given, else from the extractor.
+    """
 
     def __init__(self, model, extractor, parser=None) -> None:
         self.model, self.extractor, self.parser = model, extractor, parser
 
     def run(self, st: QueryState) -> QueryState:
+        from kgrag.ontology import role_of
+
         obs: dict[str, float] = {}
+        trace: dict[str, Any] = {}
         if st.images:
             probs = self.model.findings_probs(st.images)
             for c in probs[0] if probs else {}:
                 q = float(np.mean([p[c] for p in probs]))
                 st.image_findings.append({"concept": c, "probability": q})
                 obs[c] = q
+            trace["image"] = {"concepts": len(obs), "not_visible": getattr(self.model, "excluded", {})}
         if st.findings_text:
-            stated: dict[str, float] = {}
+            present, absent, skipped = set(), set(), set()
             for m in self.extractor.extract("query", st.findings_text):
-                if m.assertion == "present":
-                    stated[m.concept] = 1.0
+                if role_of(m.concept) == "Diagnosis":
+                    skipped.add(m.concept)
+                elif m.assertion == "present":
+                    present.add(m.concept)
                 elif m.assertion == "absent":
-                    stated.setdefault(m.concept, 0.0)  # a present mention of the same concept wins
-            obs.update(stated)
+                    absent.add(m.concept)
+            obs.update({c: 0.0 for c in absent - present})
+            obs.update({c: 1.0 for c in present})
+            trace["text"] = {"present": sorted(present), "absent": sorted(absent - present),
+                             "diagnoses_not_observed": sorted(skipped)}
         if st.question and self.parser is not None:
             parsed = self.parser.parse(st.question)
             st.trace["question"] = parsed.to_dict()
@@ -78,7 +94,9 @@ class ObserveFindings:
         elif st.question:
             st.question_concepts = [m.concept for m in self.extractor.extract("question", st.question)]
         st.observed = obs
-        st.image_findings.sort(key=lambda x: -x["probability"])
+        st.image_findings.sort(key=lambda x: (-x["probability"], x["concept"]))
+        trace["v_i"] = dict(obs)  # what the graph was given, for audit and for reproducing the numbers
+        st.trace["observe"] = trace
         return st
 
 
@@ -130,7 +148,9 @@ class SendGraphCalls:
 
 
 class Stage1Cases:
-    """MR-RAG fused relevance over the indexed studies of the routed modality; top N."""
+    """MR-RAG fused relevance over the indexed studies of the routed modality; top N.
+    The weights are those fitted for the query's form (image, image + question,
+    image + findings, text alone: :func:`kgrag.model.fusion.form_of`)."""
 
     def __init__(self, index, fusion: FusionWeights) -> None:
         self.index, self.fusion = index, fusion
@@ -156,15 +176,17 @@ class Stage1Cases:
             img_mat = self.index.vectors("image", ids)
             has = np.array([self.index.has("image", i) for i in ids])
             s_ii = np.where(has, img_mat @ qi, s_it)
-        fused = fuse(self.fusion, s_it, s_ii, s_tt)
+        form = form_of(qi is not None, bool(st.question), bool(st.findings_text))
+        w = self.fusion.for_form(form)
+        fused = fuse(w, s_it, s_ii, s_tt)
         order = np.argsort(-fused, kind="stable")[:n]
         st.candidates = [
             Hit(ids[j], {"image_text": None if s_it is None else float(s_it[j]),
                          "image_image": None if s_ii is None else float(s_ii[j]),
                          "text_text": None if s_tt is None else float(s_tt[j]),
                          "fused": float(fused[j])}) for j in order]
-        st.trace["stage1"] = {"pool": len(ids), "n": len(st.candidates),
-                              "weights": self.fusion.effective(qi is not None, qt is not None)}
+        st.trace["stage1"] = {"pool": len(ids), "n": len(st.candidates), "form": form,
+                              "weights": w.effective(qi is not None, qt is not None)}
         return st
 
 
@@ -274,21 +296,47 @@ class PageRankRerank:
 
 
 class RewardFilter:
-    """MMedRAG++ reward model: candidates scoring below the threshold are dropped (one always stays)."""
+    """MMedRAG++ reward filter, on by default: candidates whose reward is below the
+    threshold are dropped (the best-ranked one always stays).
 
-    def __init__(self, model, index, threshold: float | None) -> None:
-        self.model, self.index, self.threshold = model, index, threshold
+    The threshold is the model's own, trained on the val queries' stage-1 candidates
+    for the query's kind — ``image`` (the query has one), ``text`` (a findings text,
+    with or without a question) or ``question`` (a question alone) — see
+    ``model.reward_threshold_for``; a kind the reward could not separate on val has
+    none, and its filter stays off.  ``threshold`` overrides it
+    (``retrieval.reward_threshold``) and ``enabled=False`` switches the filter off
+    (``retrieval.reward_filter``).  The trace says which threshold ran, where it came
+    from, or why the filter did not run.
+    """
+
+    def __init__(self, model, index, threshold: float | None = None, *, enabled: bool = True) -> None:
+        self.model, self.index, self.threshold, self.enabled = model, index, threshold, enabled
 
     def run(self, st: QueryState) -> QueryState:
-        if self.threshold is None or not st.candidates or self.model.reward_model is None:
+        if not st.candidates:
+            return st
+        kind = "image" if st.q_image is not None else "text" if st.findings_text else "question"
+        if not self.enabled:
+            st.trace["reward_filter"] = {"off": "switched off (retrieval.reward_filter = false)"}
+            return st
+        if self.model.reward_model is None:
+            st.trace["reward_filter"] = {"off": f"model {self.model.name!r} has no reward model"}
+            return st
+        if self.threshold is not None:
+            thr, source = float(self.threshold), "setting retrieval.reward_threshold"
+        else:
+            thr, source = self.model.reward_threshold_for(kind), f"model ({kind} queries)"
+        if thr is None:
+            st.trace["reward_filter"] = {"off": f"model {self.model.name!r} has no trained threshold for {kind} queries"}
             return st
         q = st.q_image if st.q_image is not None else st.q_text
         r = self.model.reward(q[None], self.index.vectors("text", [h.id for h in st.candidates]))
         for h, v in zip(st.candidates, r, strict=True):
             h.reward = float(v)
         before = len(st.candidates)
-        st.candidates = [h for h in st.candidates if h.reward >= self.threshold] or st.candidates[:1]
-        st.trace["reward_filter"] = {"threshold": self.threshold, "dropped": before - len(st.candidates)}
+        st.candidates = [h for h in st.candidates if h.reward >= thr] or st.candidates[:1]
+        st.trace["reward_filter"] = {"threshold": thr, "source": source, "kind": kind,
+                                     "dropped": before - len(st.candidates)}
         return st
 
 

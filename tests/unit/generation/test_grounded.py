@@ -6,7 +6,7 @@ import pytest
 from _gen_bundles import EVIDENCE, POSTERIORS, bundle, closed, with_posterior
 
 from kgrag.generation.base import CLOSED_VQA, DIAGNOSIS, OPEN_VQA, REPORT, cited
-from kgrag.generation.evidence import Counterfactual, ParsedQuestion, Posterior, posteriors_from
+from kgrag.generation.evidence import ParsedQuestion, posteriors_from
 from kgrag.generation.grounded import GroundedGenerator, belief, cite, combine, evidence_vote, p_yes
 
 G = GroundedGenerator()
@@ -149,30 +149,32 @@ def test_closed_answer_about_an_unsupported_concept_is_null():
 
 
 def test_counterfactuals_equal_the_reference_model():
-    from kgrag.causal import scoring
+    from kgrag.causal import inference, scoring
+    from kgrag.causal.network import CausalGraph
 
     edges = [{"src": "lung_opacity", "dst": "consolidation", "p": 0.8, "status": "accepted"},
              {"src": "consolidation", "dst": "pneumonia", "p": 0.5, "status": "accepted"}]
+    graph = CausalGraph.from_edges(edges, default_leak=0.01)
     obs = {"lung_opacity": 0.9}
-    targets = ["lung_opacity", "consolidation", "pneumonia"]
-    probs = scoring.concept_probabilities(edges, obs, targets)
-    # by hand: P(consolidation) = 1 - 0.99 * (1 - 0.9 * 0.8) = 0.7228; P(pneumonia) = 1 - 0.99 * (1 - 0.36) = 0.3664
-    assert probs["consolidation"] == pytest.approx(0.7228) and probs["pneumonia"] == pytest.approx(0.3664)
-    cf = scoring.counterfactuals(edges, obs, targets, removals=["lung_opacity"])
+    targets = ["consolidation", "pneumonia"]
+    probs = inference.posteriors(graph, obs, targets)
+    # by hand, lung_opacity a soft root with q = 0.9, leaks 0.01:
+    # P(consolidation) = 0.9 * (1 - 0.99 * 0.2) + 0.1 * 0.01 = 0.7228
+    # P(pneumonia) = 0.7228 * (1 - 0.99 * 0.5) + 0.2772 * 0.01 = 0.367786
+    assert probs["consolidation"] == pytest.approx(0.7228) and probs["pneumonia"] == pytest.approx(0.367786)
+    (done,) = inference.interventions(graph, obs, [{"lung_opacity": 0}], targets)
+    # do(lung_opacity = 0): P(consolidation) = 0.01; P(pneumonia) = 0.01 * 0.505 + 0.99 * 0.01 = 0.01495
+    assert done["pneumonia"] == pytest.approx(0.01495)
+    cf = {t: [{"do": {"lung_opacity": 0}, "probability": done[t]}] for t in targets}
     paths = scoring.paths(edges, obs, targets)
     posts = posteriors_from(probs, paths, cf)
     b = bundle(ParsedQuestion("Is there pneumonia?", "closed", ("pneumonia",)), posteriors=posts, v_i=obs)
     ans = G.generate(b)
-    assert [c["probability"] for c in ans.counterfactuals] == [round(x["probability"], 6) for x in cf["pneumonia"]]
-    assert ans.counterfactuals[0]["probability"] == pytest.approx(0.01)  # only the leak is left
+    assert [c["probability"] for c in ans.counterfactuals] == [round(done["pneumonia"], 6)]
+    assert ans.counterfactuals[0]["kind"] == "do"
+    assert "do(lung opacity = absent)" in ans.text or "do(lung_opacity = absent)" in ans.text
     assert ans.paths[0]["nodes"] == ["lung_opacity", "consolidation", "pneumonia"]
     assert ans.paths[0]["strength"] == pytest.approx(0.36)
-    # the store's "remove" rows are evidence ablations, and the text says so; do() rows say do()
-    assert ans.counterfactuals[0]["kind"] == "without_evidence" and "without the evidence lung opacity" in ans.text
-    posts["pneumonia"] = Posterior("pneumonia", posts["pneumonia"].probability, posts["pneumonia"].paths,
-                                   (Counterfactual({"consolidation": 0}, 0.01),))
-    ans = G.generate(bundle(ParsedQuestion("Is there pneumonia?", "closed", ("pneumonia",)), posteriors=posts, v_i=obs))
-    assert ans.counterfactuals[0]["kind"] == "do" and "do(consolidation = absent) → P(pneumonia) = 0.01" in ans.text
 
 
 def test_diagnosis_answer():

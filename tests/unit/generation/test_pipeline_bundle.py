@@ -3,7 +3,8 @@ model, FAISS or graph engine)."""
 
 import pytest
 
-from kgrag.causal import scoring
+from kgrag.causal import inference
+from kgrag.causal.network import CausalGraph
 from kgrag.generation.base import Answer
 from kgrag.query.state import Query
 from tests.unit.query.test_stages_pipeline import EDGES, _image, _pipeline
@@ -15,7 +16,7 @@ def test_bundle_from_the_state_and_the_grounded_answer(tmp_path):
     b = pipe.bundle(st)
     assert b.query.id == "q7" and b.question.intent == "closed" and b.question.concept == "lung_opacity"
     assert st.trace["question"]["concepts"] == ["lung_opacity"]  # ObserveFindings parsed the question
-    assert [f.concept for f in b.image_findings] == ["lung_opacity", "nodule"] and b.observed == {"lung_opacity": 0.9}
+    assert [f.concept for f in b.image_findings] == ["lung_opacity", "nodule"] and b.observed == {"lung_opacity": 0.9, "nodule": 0.05}
     assert b.evidence_ids == [h.id for h in st.evidence] and [e.rank for e in b.evidence] == [1, 2]
     assert b.graph_version == "g-test" and b.index_version == "idx-1"
     s2, s1 = b.evidence  # the causal rerank puts s2 (pneumonia + consolidation present) first
@@ -25,11 +26,14 @@ def test_bundle_from_the_state_and_the_grounded_answer(tmp_path):
         ("A small nodule.", "findings", ["nodule"])]
     assert s2.text == {"findings": "Findings of s2."} and s1.sentences[0].mentions == ()
     # P(c | V_I), paths and counterfactuals equal the reference model's
-    probs = scoring.concept_probabilities(EDGES, b.observed, ["pneumonia", "consolidation"])
+    graph = CausalGraph.from_edges(EDGES, default_leak=0.01)
+    probs = inference.posteriors(graph, b.observed, ["pneumonia", "consolidation"])
     assert b.posterior("pneumonia") == pytest.approx(probs["pneumonia"], abs=1e-12)
     assert b.posteriors["pneumonia"].paths[0].nodes == ("lung_opacity", "consolidation", "pneumonia")
-    cf = scoring.counterfactuals(EDGES, b.observed, ["pneumonia"], removals=["lung_opacity"])["pneumonia"]
-    assert [c.probability for c in b.posteriors["pneumonia"].counterfactuals] == pytest.approx([x["probability"] for x in cf])
+    cfs = b.posteriors["pneumonia"].counterfactuals
+    assert cfs and all(c.kind == "do" and c.setting for c in cfs)
+    done = inference.interventions(graph, b.observed, [dict(c.setting) for c in cfs], ["pneumonia"])
+    assert [c.probability for c in cfs] == pytest.approx([d["pneumonia"] for d in done], abs=1e-9)
     ans = pipe.answer(st)
     assert ans["generator"]["name"] == "grounded" and ans["concept"] == "lung_opacity" and ans["task"] == "closed_vqa"
     assert ans["yes_no"] == "yes" and 0.5 <= ans["probability"] <= 1.0

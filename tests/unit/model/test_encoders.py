@@ -148,6 +148,27 @@ def test_finding_labels_present_absent_uncertain_unmentioned():
     y, m = data.finding_labels(["a", "b", "c"], sc, ["nodule", "mass"])
     assert y.tolist() == [[1, 0], [0, 0], [0, 0]]
     assert m.tolist() == [[1, 1], [0, 1], [1, 1]]  # only the hedged mention is masked
+    # unmentioned masked: only stated concepts (present or absent) teach the head
+    y, m = data.finding_labels(["a", "b", "c"], sc, ["nodule", "mass"], unmentioned="masked")
+    assert y.tolist() == [[1, 0], [0, 0], [0, 0]]
+    assert m.tolist() == [[1, 1], [0, 0], [0, 0]]
+    with pytest.raises(InputError, match="unmentioned"):
+        data.finding_labels(["a"], sc, ["nodule"], unmentioned="zero")
+
+
+def test_query_questions_phrase_concepts_like_manifests():
+    assert data.question_for("pleural_effusion") == "Is there pleural effusion?"
+    assert data.question_for("cardiomegaly") == "Is the heart enlarged?"  # the corpus's own wording
+    assert data.question_for("atelectasis") == "Is there atelectasis?"  # catalogue name otherwise
+    rng = np.random.default_rng(0)
+    vocab = ["nodule", "edema", "cardiomegaly", "pneumonia"]
+    sets = [{"nodule"}, set(), {"edema", "cardiomegaly"}] * 100
+    qs = data.query_questions(sets, vocab, rng)
+    phrased = {data.question_for(c): c for c in vocab}
+    assert len(qs) == 300 and set(qs) <= set(phrased)
+    own = [phrased[q] in s for q, s in zip(qs, sets, strict=True)]
+    assert 0.35 < np.mean(own[0::3]) < 0.65 and 0.35 < np.mean(own[2::3]) < 0.65  # half what it has, half not
+    assert not any(own[1::3])  # a normal study is asked about something it lacks
 
 
 def test_present_sets_and_overlap_pairs():

@@ -8,11 +8,17 @@ import torch
 
 from kgrag.model.fusion import (
     FusionWeights,
+    available,
+    form_of,
     fuse,
+    fused_relevance,
     fusion_loss,
     jaccard,
+    jaccard_matrix,
     learn_weights,
     overlap_positives,
+    recall_at_k,
+    recall_at_k_reference,
     relevance_reference,
 )
 from kgrag.model.reward import (
@@ -69,6 +75,134 @@ def test_fusion_loss_gradient_matches_finite_differences():
         d[k] = eps
         num = (fusion_loss(w + d, sims, pos)[0] - fusion_loss(w - d, sims, pos)[0]) / (2 * eps)
         assert g[k] == pytest.approx(num, abs=1e-6)
+
+
+def test_fusion_loss_gradient_with_missing_terms_matches_finite_differences():
+    sims, pos = _planted((0.3, 0.3, 0.4), q=30, c=8, seed=4)
+    avail = np.tile([[True, True, False], [True, True, True], [False, False, True]], (10, 1))
+    w = np.array([0.5, -0.3, 0.1])
+    _, g = fusion_loss(w, sims, pos, avail=avail)
+    eps = 1e-6
+    for k in range(3):
+        d = np.zeros(3)
+        d[k] = eps
+        num = (fusion_loss(w + d, sims, pos, avail=avail)[0] - fusion_loss(w - d, sims, pos, avail=avail)[0]) / (2 * eps)
+        assert g[k] == pytest.approx(num, abs=1e-6)
+
+
+def test_temperature_gradient_matches_finite_differences():
+    sims, pos = _planted((0.3, 0.3, 0.4), q=20, c=8, seed=6)
+    w, tau = np.array([0.1, 0.2, -0.3]), np.log(1 / 0.2)
+    _, _, g_tau = fusion_loss(w, sims, pos, float(np.exp(-tau)), grad_temperature=True)
+    eps = 1e-6
+    num = (fusion_loss(w, sims, pos, float(np.exp(-(tau + eps))))[0]
+           - fusion_loss(w, sims, pos, float(np.exp(-(tau - eps))))[0]) / (2 * eps)
+    assert g_tau == pytest.approx(num, abs=1e-6)
+
+
+def test_learned_temperature_recovers_the_planted_one():
+    # positives drawn with T = 0.2 (not the 0.05 a fixed fit would assume)
+    sims, pos = _planted((0.5, 0.2, 0.3), q=600, c=32, seed=7, temperature=0.2)
+    fit = {}
+    w = learn_weights(sims, pos, steps=600, lr=0.05, temperature=None, fit=fit)
+    assert fit["temperature"] == pytest.approx(0.2, rel=0.2)
+    assert np.abs(np.array([w.alpha, w.beta, w.gamma]) - [0.5, 0.2, 0.3]).max() < 0.08
+
+
+def test_image_only_rows_fit_the_image_ratio_and_ignore_the_text_term():
+    # positives planted with α:β = 0.8:0.2 on image-only queries; their text column is
+    # a decoy that would win if the fit did not drop it
+    sims, pos = _planted((0.8, 0.2, 0.0), q=400, c=32, seed=5)
+    sims[:, :, 2] = np.where(pos, 1.0, -1.0)
+    w = learn_weights(sims, pos, steps=400, lr=0.1, avail=np.tile(available("image"), (400, 1)))
+    a, b, _ = w.effective(True, False)
+    assert a == pytest.approx(0.8, abs=0.06) and b == pytest.approx(0.2, abs=0.06)
+
+
+def test_query_forms_and_per_form_weights():
+    assert form_of(True, False, False) == "image" and form_of(True, True, False) == "image+question"
+    assert form_of(True, True, True) == "image+findings" and form_of(False, True, True) == "findings+question"
+    assert form_of(False, False, True) == "findings" and form_of(False, True, False) == "question"
+    assert available("image").tolist() == [True, True, False] and available("question").tolist() == [False, False, True]
+    w = FusionWeights(0.4, 0.4, 0.2, {"image+question": (0.6, 0.3, 0.1)})
+    assert w.for_form("image+question").to_dict() == {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}
+    assert w.for_form("image+findings").to_dict() == {"alpha": 0.4, "beta": 0.4, "gamma": 0.2}  # joint fit
+    assert FusionWeights.from_dict(w.to_dict()) == w
+    sims = np.array([[[0.5, 0.2, 1.0]]])
+    # image form: α, β renormalized → (0.5·0.4 + 0.2·0.4) / 0.8 = 0.35; text-only: the γ term alone
+    assert fused_relevance(w, sims, "image")[0, 0] == pytest.approx(0.35)
+    assert fused_relevance(w, sims, "findings")[0, 0] == pytest.approx(1.0)
+    assert fused_relevance(w, sims, "image+findings")[0, 0] == pytest.approx(
+        relevance_reference(w, 0.5, 0.2, 1.0))
+
+
+def test_recall_at_k_by_hand_and_reference():
+    rel = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
+    pos = np.array([[True, False, True, True], [True, False, False, False], [False, False, False, False]])
+    # k = 2: query 0 top {0, 1} holds 1 of min(2, 3) → 0.5; query 1 top {3, 2} holds 0 of 1 → 0;
+    # query 2 has no positive and is left out
+    assert recall_at_k(rel, pos, 2) == pytest.approx(0.25)
+    assert recall_at_k_reference(rel.tolist(), pos.tolist(), 2) == pytest.approx(0.25)
+    rng = np.random.default_rng(0)
+    rel, pos = rng.random((20, 30)), rng.random((20, 30)) < 0.2
+    assert recall_at_k(rel, pos, 10) == pytest.approx(recall_at_k_reference(rel.tolist(), pos.tolist(), 10))
+
+
+def test_jaccard_matrix_matches_jaccard():
+    a = [{"x"}, set(), {"x", "y"}]
+    b = [{"x", "y"}, set(), {"z"}]
+    m = jaccard_matrix(a, b)
+    assert m.tolist() == [[jaccard(x, y) for y in b] for x in a]
+    assert m[1, 1] == 1.0 and m[0, 0] == 0.5
+
+
+def _form_corpus(n=300, seed=0):
+    """Concept sets over 6 concepts; every vector is its study's concept code plus noise: the
+    images are noisy, findings texts nearly exact, questions pure noise (uninformative)."""
+    rng = np.random.default_rng(seed)
+    dim = 32
+    code = rng.standard_normal((6, dim))
+    sets = [{f"c{j}" for j in range(6) if rng.random() < 0.3} for _ in range(n)]
+    base = np.stack([sum((code[int(c[1:])] for c in s), np.zeros(dim)) for s in sets])
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    T = unit(base + 0.3 * rng.standard_normal((n, dim)) + 1e-3)
+    img = unit(base + 3.0 * rng.standard_normal((n, dim)) + 1e-3)
+    findings = unit(base + 0.2 * rng.standard_normal((n, dim)) + 1e-3)
+    question = unit(rng.standard_normal((n, dim)))
+    return sets, T, img, findings, question
+
+
+def test_fusion_is_fitted_per_query_form():
+    from kgrag.model.train import fit_fusion
+
+    sets, T, img, findings, question = _form_corpus()
+    q = np.arange(200, 300)  # the last 100 studies are the queries, each excluded from its own candidates
+    forms = {"image": (img[q], None), "image+question": (img[q], question[q]), "image+findings": (img[q], findings[q]),
+             "findings": (None, findings[q])}
+    w, rep = fit_fusion(forms, [sets[i] for i in q], img, T, sets, q, np.random.default_rng(0), seed=0,
+                        baseline_text=T[q])
+    g_question, g_findings = w.forms["image+question"][2], w.forms["image+findings"][2]
+    assert g_question < 0.15 < 0.5 < g_findings  # a noise question gets little weight, findings text a lot
+    for f in ("image+question", "image+findings"):  # γ kept at the share val recall prefers
+        fit = rep[f]["fit"]
+        by_share = fit["recall@10_by_gamma_share"]
+        assert set(by_share) == {"1.0", "0.5", "0.25", "0.1", "0.0"}
+        assert rep[f]["recall@10"] == pytest.approx(max(by_share.values()))
+        assert w.forms[f][2] == pytest.approx(fit["gamma_fitted"] * fit["gamma_share_kept"], abs=1e-4)
+    assert set(w.forms) == {"image", "image+question", "image+findings"}
+    for f in forms:
+        r = rep[f]
+        assert 0 <= r["recall@10"] <= 1 and r["recall@10_chance"] < r["recall@10"]
+    # the question, weighed as fitted, does not drag image retrieval down; findings text lifts it
+    assert rep["image+question"]["recall@10"] >= rep["image"]["recall@10"] - 0.03
+    assert rep["image+findings"]["recall@10"] > rep["image"]["recall@10"] + 0.1
+    assert rep["image+question"]["recall@10_text_text_only"] < rep["image+question"]["recall@10"]
+    # weights fitted with the study's own report as the text side trust wording far more
+    assert rep["own_report_fit"]["weights"][2] > g_question + 0.3
+    assert rep["image+question"]["recall@10_own_report_fit"] < rep["image+question"]["recall@10"]
 
 
 def test_fusion_loss_by_hand():

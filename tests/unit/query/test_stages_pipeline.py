@@ -166,8 +166,8 @@ class FakeExtractor:
 
 
 def _settings(**retrieval):
-    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_threshold": None,
-         "causal_normalize": "mean", **retrieval}
+    r = {"k": 2, "n": 3, "alpha": 0.5, "rerank": "causal", "damping": 0.85, "reward_filter": True,
+         "reward_threshold": None, "causal_normalize": "mean", **retrieval}
     return SimpleNamespace(retrieval=SimpleNamespace(**r), kg=SimpleNamespace(max_path_len=3, default_leak=0.01))
 
 
@@ -192,6 +192,17 @@ def test_constructor_does_no_io_and_warm_up_builds_stages_once():
     pipe.warm_up()
     assert pipe.before_rerank is first and set(pipe.rerankers) == set(RERANKERS) == {"causal", "pagerank", "none"}
     assert pipe.graph_version == "g-test" and pipe.assertions == ASSERTIONS
+
+
+def test_warm_up_builds_the_reward_filter_from_the_settings():
+    pipe = _pipeline()
+    pipe.warm_up()
+    rf = next(s for s in pipe.after_rerank if isinstance(s, stages.RewardFilter))
+    assert rf.enabled is True and rf.threshold is None  # on, with the model's trained threshold
+    pipe = _pipeline(reward_filter=False, reward_threshold=0.3)
+    pipe.warm_up()
+    rf = next(s for s in pipe.after_rerank if isinstance(s, stages.RewardFilter))
+    assert rf.enabled is False and rf.threshold == 0.3
 
 
 def test_state_for_checks_options_before_any_work(tmp_path):
