@@ -15,7 +15,7 @@ def home(synth_graph_home):
 
     s, corpus, _ = synth_graph_home(240, 2)
     rep = train(s, epochs=1, batch_size=32, progress=False)
-    assert rep.n_train > 100 and set(rep.fusion) == {"alpha", "beta", "gamma"}
+    assert rep.n_train > 100 and set(rep.fusion) == {"alpha", "beta", "gamma", "forms"}
     build_from_settings(s)
     return s, corpus.parent
 

@@ -80,6 +80,10 @@ def cli_home(tmp_path_factory):
         run("query", "-v", "query", "--findings", "Right lower lobe consolidation.", "--question",
             "Is there pneumonia?", "--json")
         run("fetch (error)", "fetch", "iu-xray", str(tmp / "iu"), "--cache", str(bad_cache), "--json", ok=False)
+        run("eval", "-v", "eval", str(corpus / "manifest.jsonl"), "--task", "retrieval", "--json",
+            "--out", str(tmp / "eval"))
+        (tmp / "not-a-model").mkdir()
+        run("finetune (error)", "-v", "finetune", "--model-path", str(tmp / "not-a-model"), ok=False)
         run("doctor", "-vv", "doctor", "--json")
         run("db stop", "db", "stop", "--json")
         yield home, tmp, out
@@ -93,7 +97,7 @@ def test_every_command_ran(cli_home):
     _, _, out = cli_home
     covered = {name.split()[0] for name in out}
     assert set(COMMANDS) <= covered, set(COMMANDS) - covered
-    for name in ("curate set (error)", "fetch (error)"):
+    for name in ("curate set (error)", "fetch (error)", "finetune (error)"):
         r = out[name]
         assert r.returncode != 0 and "Traceback" not in r.stderr and "fix:" in r.stderr, (name, r.stderr[-2000:])
 
