@@ -93,6 +93,18 @@ def check_task(task: str | None, bundle: EvidenceBundle) -> str:
 
 
 _CITE = re.compile(r"\[([^\[\]\s,;]+)\]")
+#: The probability scheme of a language model's closed answer: P(yes) from its first-token logits.
+YES_NO_SCHEME = "lm.yes_no.v1"
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
+
+
+def set_yes_no(ans: Answer, text: str) -> None:
+    """A closed answer's ``yes_no``: the word the model's text starts with, else its probability's side."""
+    m = _YES_NO.match(text)
+    if m:
+        ans.yes_no = m.group(1).lower()
+    elif ans.probability is not None:
+        ans.yes_no = "yes" if ans.probability >= 0.5 else "no"
 
 
 def cited(text: str, bundle: EvidenceBundle) -> tuple[list[str], list[str]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,18 +33,18 @@ from kgrag.generation.base import (
     CLOSED_VQA,
     DIAGNOSIS,
     REPORT,
+    YES_NO_SCHEME,
     Answer,
     check_task,
     cited,
     explanation,
+    set_yes_no,
 )
 from kgrag.generation.evidence import EvidenceBundle
 from kgrag.generation.prompts import PROMPT_SET, Prompt, build_prompt
 
 log = logging.getLogger(__name__)
 PLAIN_TEMPLATE = "plain.v1"
-YES_NO_SCHEME = "lm.yes_no.v1"
-_YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
 
 
 def resolve_device(device: str) -> str:
@@ -328,11 +327,7 @@ class TransformersGenerator:
                 ly, ln = torch.logsumexp(lp[yes], 0), torch.logsumexp(lp[no], 0)
                 ans.probability = float(torch.sigmoid(ly - ln))
                 ans.scheme = YES_NO_SCHEME
-            m = _YES_NO.match(text)
-            if m:
-                ans.yes_no = m.group(1).lower()
-            elif ans.probability is not None:
-                ans.yes_no = "yes" if ans.probability >= 0.5 else "no"
+            set_yes_no(ans, text)
             ans.polarity = q.polarity
         if task == DIAGNOSIS:
             top = bundle.diagnoses(informed=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,17 +32,17 @@ from kgrag.generation.base import (
     CLOSED_VQA,
     DIAGNOSIS,
     REPORT,
+    YES_NO_SCHEME,
     Answer,
     check_task,
     cited,
     explanation,
+    set_yes_no,
 )
 from kgrag.generation.evidence import EvidenceBundle
 from kgrag.generation.prompts import PROMPT_SET, build_prompt
 
 log = logging.getLogger(__name__)
-YES_NO_SCHEME = "lm.yes_no.v1"
-_YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -195,11 +194,7 @@ class HTTPGenerator:
 
                 g = GroundedGenerator(causal_weight=self.causal_weight).closed(bundle)
                 ans.probability, ans.scheme = g.probability, g.scheme
-            m = _YES_NO.match(text)
-            if m:
-                ans.yes_no = m.group(1).lower()
-            elif ans.probability is not None:
-                ans.yes_no = "yes" if ans.probability >= 0.5 else "no"
+            set_yes_no(ans, text)
         if task == DIAGNOSIS:
             top = bundle.diagnoses(informed=True)
             concept = top[0].concept if top else None
