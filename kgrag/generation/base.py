@@ -121,17 +121,36 @@ def cited(text: str, bundle: EvidenceBundle) -> tuple[list[str], list[str]]:
 
 
 def explanation(bundle: EvidenceBundle, concept: str | None, *, limit: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The paths and counterfactuals of ``concept`` from the bundle, as contract dicts."""
+    """The paths and counterfactuals of ``concept`` from the bundle, as contract dicts.
+
+    A concept the graph infers gets the paths into it and the do() of its V_I ancestors
+    that move P(concept).  A concept of V_I is an observation (a soft root: nothing
+    upstream moves it), so it gets what it explains instead: the paths from it to the
+    diagnoses, and do(concept = absent) on each diagnosis it moves."""
     post = bundle.posteriors.get(concept) if concept else None
     if post is None:
         return [], []
     paths = [{"nodes": list(p.nodes), "strength": round(p.strength, 6)} for p in post.paths[:limit]]
-    # the counterfactuals that change P(concept), largest change first
+    cfs = _moved(bundle, post)
+    if concept in bundle.observed:
+        down = [(p, d) for d in bundle.posteriors.values() if d.concept != concept and bundle.role(d.concept) == "Diagnosis"
+                for p in d.paths if concept in p.nodes[:-1]]
+        down.sort(key=lambda x: (-x[0].strength, x[1].concept))
+        if down:
+            paths = [{"nodes": list(p.nodes[p.nodes.index(concept):]), "strength": round(p.strength, 6)} for p, _ in down[:limit]]
+        own = [cf for d in bundle.posteriors.values() if d.concept != concept and bundle.role(d.concept) == "Diagnosis"
+               for cf in _moved(bundle, d) if cf["do"] == {concept: 0}]
+        own.sort(key=lambda c: -abs(c["probability"] - c["baseline"]))
+        cfs = own + [c for c in cfs if c not in own]
+    return paths, cfs
+
+
+def _moved(bundle: EvidenceBundle, post: Any) -> list[dict[str, Any]]:
+    """The counterfactuals of ``post`` that change P(post.concept), largest change first."""
     moved = sorted((c for c in post.counterfactuals if abs(c.probability - post.probability) > 1e-6),
                    key=lambda c: -abs(c.probability - post.probability))
-    cfs = [{"do": dict(c.setting), "probability": round(c.probability, 6), "baseline": round(post.probability, 6),
-            "kind": c.kind, "target": concept, "description": c.describe(bundle.names)} for c in moved]
-    return paths, cfs
+    return [{"do": dict(c.setting), "probability": round(c.probability, 6), "baseline": round(post.probability, 6),
+             "kind": c.kind, "target": post.concept, "description": c.describe(bundle.names)} for c in moved]
 
 
 def make_generator(settings: Any, kind: str | None = None, **overrides: Any) -> Generator:

@@ -394,7 +394,8 @@ class GroundedGenerator:
             parts.append("Paths: " + "; ".join(" → ".join(bundle.name(x) for x in p["nodes"]) + f" ({p['strength']:.2f})"
                                                 for p in paths) + ".")
         for cf in cfs[:3]:
-            parts.append(f"{cf['description']} → P({name}) = {cf['probability']:.2f}.")
+            parts.append(f"{cf['description']} → P({bundle.name(cf['target'])}) = {cf['probability']:.2f}"
+                         f" (now {cf['baseline']:.2f}).")
         for other in q.concepts[1:]:
             ob = belief(bundle, other, self.causal_weight)
             if ob.p is not None:
@@ -433,7 +434,8 @@ class GroundedGenerator:
             parts.append("Paths: " + "; ".join(" → ".join(bundle.name(x) for x in pp["nodes"]) + f" ({pp['strength']:.2f})"
                                                 for pp in paths) + ".")
         for cf in cfs[:3]:
-            parts.append(f"{cf['description']} → P({name}) = {cf['probability']:.2f}.")
+            parts.append(f"{cf['description']} → P({bundle.name(cf['target'])}) = {cf['probability']:.2f}"
+                         f" (now {cf['baseline']:.2f}).")
         cites: list[str] = []
         hit = self._quote(bundle, c, p >= 0.5)
         if hit is not None:

@@ -137,6 +137,8 @@ class SendGraphCalls:
         if self.explain:
             targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st.question_concepts]))
             top = [o for o in sorted(obs, key=lambda o: (-obs[o], o)) if obs[o] > 0.0][: self.max_cf]
+            # a question about a concept of V_I: its own do(F = 0) shows what it explains downstream
+            top += [c for c in st.question_concepts if obs.get(c, 0.0) > 0.0 and c not in top]
             do = [{o: 0} for o in top]
             st.trace["do"] = do
             path_targets = list(dict.fromkeys([*self.diagnoses, *st.question_concepts]))

@@ -70,6 +70,19 @@ def test_query_json_answers_with_probability_evidence_paths_and_counterfactual(h
         assert a["posterior"] == pytest.approx(inference.posteriors(graph, obs, ["pleural_effusion"])["pleural_effusion"], abs=1e-5)
     else:
         assert "pleural_effusion" not in obs and not a["paths"]
+    if "pleural_effusion" in obs:
+        # effusion is observed (a soft root of V_I): its do(effusion = absent) moves the diagnoses
+        # it feeds, each equal to the reference intervention on the same graph and V_I
+        from kgrag.ontology import role_of
+
+        below = {c for c in graph.nodes() if role_of(c) == "Diagnosis" and "pleural_effusion" in graph.ancestors([c]) - {c}}
+        if below:
+            assert a["counterfactuals"], a
+        for cf in a["counterfactuals"]:
+            assert cf["do"] == {"pleural_effusion": 0} and cf["target"] in below and cf["description"].startswith("do(")
+            ref = inference.interventions(graph, obs, [cf["do"]], [cf["target"]])[0][cf["target"]]
+            assert cf["probability"] == pytest.approx(ref, abs=1e-5)
+            assert f"P({cf['target'].replace('_', ' ')}" in a["text"] or "do(pleural effusion = absent)" in a["text"]
     # a diagnosis is inferred: paths into it and do() counterfactuals on its V_I ancestors,
     # equal to the reference model (exact inference, do() by graph surgery) on the same graph and V_I
     res = json.loads(_kgrag(s, "query", "--image", img, "--question", "Is there pneumonia?", "--json").stdout)

@@ -54,3 +54,25 @@ def test_task_of_a_bundle():
 def test_answer_dict_rounds_probabilities():
     d = Answer("x", "yes", 0.123456789, 0.987654321).to_dict()
     assert d["probability"] == 0.123457 and d["posterior"] == 0.987654 and d["yes_no"] == "yes"
+
+
+def test_explanation_of_an_observed_concept_is_what_it_explains_downstream():
+    """A V_I concept is a soft root: nothing upstream moves it.  Its explanation is the
+    paths from it to the diagnoses and do(concept = absent) on each diagnosis it moves."""
+    from _gen_bundles import POSTERIORS
+
+    from kgrag.generation.base import explanation
+    from kgrag.generation.evidence import Counterfactual, Path, Posterior
+
+    post = dict(POSTERIORS)
+    post["heart_failure"] = Posterior("heart_failure", 0.40, (Path(("pleural_effusion", "heart_failure"), 0.30),
+                                                              Path(("cardiomegaly", "heart_failure"), 0.06)),
+                                      (Counterfactual({"pleural_effusion": 0}, 0.10), Counterfactual({"cardiomegaly": 0}, 0.35)))
+    paths, cfs = explanation(bundle(closed("pleural_effusion"), posteriors=post), "pleural_effusion")
+    assert paths == [{"nodes": ["pleural_effusion", "heart_failure"], "strength": 0.3}]
+    assert [(c["do"], c["target"], c["probability"], c["baseline"]) for c in cfs] == [
+        ({"pleural_effusion": 0}, "heart_failure", 0.1, 0.4)]
+    # an inferred concept keeps the paths into it and the do() of its ancestors, largest change first
+    paths, cfs = explanation(bundle(closed("pneumonia"), posteriors=post), "pneumonia")
+    assert paths[0]["nodes"][-1] == "pneumonia"
+    assert [c["do"] for c in cfs] == [{"lung_opacity": 0}, {"consolidation": 0}] and cfs[0]["target"] == "pneumonia"
