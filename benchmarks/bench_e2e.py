@@ -51,7 +51,7 @@ def _docstore_rows(n: int, seed: int):
         findings, impression = reports.write_report(smp.state, smp.site, "right lower lobe", rng)
         text = f"FINDINGS: {findings}\n\nIMPRESSION: {impression}"
         ms = [Mention(f"b{i}", c, roles.get(c, "Finding"), "present" if v else "absent", "findings",
-                      f"{c.replace('_', ' ')} {'present' if v else 'absent'}.", 0, 1, c, "rules", "rules.v2")
+                      f"{c.replace('_', ' ')} {'present' if v else 'absent'}.", 0, 1, c, "rules", "rules.v3")
               for c, v in smp.state.items() if c in roles and (v or rng.random() < 0.15)]
         yield {"id": f"b{i}", "split": "train", "modality": "radiology", "report": text, "findings": findings,
                "impression": impression, "content_hash": f"h{i}", "sections": [], "mentions": ms, "images": []}

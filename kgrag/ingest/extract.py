@@ -1,6 +1,6 @@
 """Rule-based concept extraction: lexicon + medspaCy ConText assertion.
 
-Assertion (``rules.v2``; docs/ingest.md lists the cues and the reasons):
+Assertion (``rules.v3``; docs/ingest.md lists the cues and the reasons):
 
 - ``absent``: a negation cue in scope (``no``, ``without``, ``free of``,
   ``resolved``, ``has cleared``; lists such as "no X, Y, or Z"), or a lexicon
@@ -33,7 +33,7 @@ from kgrag.types import Mention
 log = logging.getLogger(__name__)
 
 EXTRACTOR = "rules"
-EXTRACTOR_VERSION = "rules.v2"
+EXTRACTOR_VERSION = "rules.v3"
 
 # ConText rules added to medspaCy's defaults (literal, category, direction[, max_scope]).
 # "versus" is confined to 3 tokens each side: in "streaky opacity, atelectasis versus
@@ -99,6 +99,10 @@ EXTRA_CONTEXT_RULES = [
     ("no focal", "NEGATED_EXISTENCE", "FORWARD"),
     ("to suggest", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("clearing of", "NEGATED_EXISTENCE", "FORWARD"),
+    # medspaCy reads ": no" backward only (the "Fever: no" form).  In reports the heading
+    # usually names an organ: "Pleura: No effusion." negates what follows as well
+    (": no", "NEGATED_EXISTENCE", "BIDIRECTIONAL"),
+    (": none", "NEGATED_EXISTENCE", "BACKWARD"),
 ]
 _UNCERTAIN = {"POSSIBLE_EXISTENCE", "HYPOTHETICAL", "HISTORICAL"}
 

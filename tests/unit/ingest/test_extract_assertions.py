@@ -65,6 +65,11 @@ CASES = [
     ("Stable prior right rib fractures.", {"fracture": "present"}),
     ("Prior pneumothorax has resolved.", {"pneumothorax": "absent"}),
     ("Interval resolution of prior pneumonia.", {"pneumonia": "absent"}),
+    # an organ-system heading before the negation ("Pleura: No effusion.")
+    ("Pleura: No effusion.", {"pleural_effusion": "absent"}),
+    ("Lungs: No focal consolidation, but there is mild atelectasis.", {"consolidation": "absent", "atelectasis": "present"}),
+    ("Effusion: no.", {"pleural_effusion": "absent"}),
+    ("Pleural spaces: Small left effusion.", {"pleural_effusion": "present"}),
 ]
 
 
