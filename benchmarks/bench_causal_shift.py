@@ -1,6 +1,6 @@
 """Does the causal rerank hold across synth styles?  In distribution and under shift.
 
-    python benchmarks/bench_causal_shift.py [--n 1500] [--epochs 4] [--seed 11] [--style a]
+    python benchmarks/bench_causal_shift.py [--n 1500] [--epochs 12] [--seed 11] [--style a]
 
 Two conditions, each in its own kgrag home in a temp dir:
 
@@ -241,7 +241,7 @@ def run_condition(name: str, root: Path, a: argparse.Namespace) -> dict:
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1500, help="studies per corpus")
-    ap.add_argument("--epochs", type=int, default=4, help="maximum training epochs")
+    ap.add_argument("--epochs", type=int, default=12, help="maximum training epochs (kgrag train's default)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--style", choices=["a", "b"], default="a", help="style of train/val (the test split under shift is the other)")
     ap.add_argument("--workers", type=int, default=1, help="ingest extraction workers")

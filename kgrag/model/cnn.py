@@ -1,6 +1,8 @@
 """A small CNN image encoder in plain torch (no torchvision) with GAP, LPA or MSPP pooling.
 
-Input 1×128×128 (grayscale in [0, 1]).  Backbone (``w`` = ``width``):
+Input 1×128×128 (grayscale in [0, 1]).  With ``standardize`` (the default) each image
+is first brought to zero mean and unit standard deviation, so the network sees the
+contrast of the film, not its exposure or its detector's gain.  Backbone (``w`` = ``width``):
 
     block  conv3×3/2 (1→w)   → conv3×3 (w→w)            128² → 64²
     block  conv3×3/2 (w→2w)  → conv3×3 (2w→2w)          64² → 32²
@@ -51,6 +53,13 @@ class MSPP(nn.Module):
         return torch.cat([F.adaptive_avg_pool2d(x, k).flatten(1) for k in self.levels], dim=1)
 
 
+def standardize_images(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Each image of a (n, 1, H, W) batch to zero mean and unit standard deviation."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -62,11 +71,13 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class ImageEncoder(nn.Module):
     """1×128×128 → pooled features → (L2-normalized embedding, findings logits or None)."""
 
-    def __init__(self, embed_dim: int = 256, n_findings: int = 0, pooling: str = "lpa", width: int = 32) -> None:
+    def __init__(self, embed_dim: int = 256, n_findings: int = 0, pooling: str = "lpa", width: int = 32,
+                 standardize: bool = True) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
+        self.standardize = standardize
         self.embed_dim = embed_dim
         self.width = width
         c = 4 * width
@@ -77,6 +88,8 @@ class ImageEncoder(nn.Module):
         self.findings = nn.Linear(self.feat_dim, n_findings) if n_findings else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardize:
+            x = standardize_images(x)
         return self.pool(self.backbone(x)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

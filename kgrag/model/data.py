@@ -24,8 +24,19 @@ TRAINABLE_SPLITS = ("train", "val")
 # intensity scaled by a factor in [1 - CONTRAST, 1 + CONTRAST] plus an offset in
 # [-BRIGHTNESS, BRIGHTNESS], then clipped to [0, 1].
 MAX_SHIFT = 4
-CONTRAST = 0.1
-BRIGHTNESS = 0.05
+CONTRAST = 0.3
+BRIGHTNESS = 0.15
+# Acquisition augmentation (:func:`acquisition`), after it: a zoom in [1 - SCALE, 1 + SCALE]
+# with its height stretched by up to ±ASPECT (border fill), a gamma curve exp(u·GAMMA)
+# with u uniform in [-1, 1], a [1 4 6 4 1] binomial blur with probability BLUR_P, and
+# Gaussian noise of a standard deviation drawn in [0, NOISE].  Films from another
+# scanner differ in exactly these; trained without them the findings head read a second
+# renderer at chance (benchmarks/bench_causal_shift.py; docs/retrieval.md).
+SCALE = 0.12
+ASPECT = 0.10
+GAMMA = 0.5
+BLUR_P = 0.5
+NOISE = 0.04
 #: roles the findings head predicts: every concept an image can show (V_I), i.e. every
 #: non-diagnosis concept.  The roles give the graph its layers; they do not limit V_I.
 HEAD_ROLES = ("ImageFinding", "Finding")
@@ -217,3 +228,36 @@ def augment(x: Any, generator: Any, max_shift: int = MAX_SHIFT, contrast: float 
     scale = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * contrast
     shift = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * brightness
     return (x * scale + shift).clamp(0.0, 1.0)
+
+
+def acquisition(x: Any, generator: Any, *, scale: float = SCALE, aspect: float = ASPECT, gamma: float = GAMMA,
+                blur_p: float = BLUR_P, noise: float = NOISE) -> Any:
+    """Per-image zoom and stretch, gamma, blur and noise of a (n, 1, H, W) batch in [0, 1]
+    (all zero: the batch unchanged)."""
+    import torch
+    from torch.nn import functional as F
+
+    n = x.shape[0]
+
+    def u() -> Any:  # uniform in [-1, 1], one per image
+        return torch.rand(n, generator=generator) * 2 - 1
+
+    if scale > 0 or aspect > 0:
+        zoom = 1.0 + u() * scale
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = zoom
+        theta[:, 1, 1] = zoom * (1.0 + u() * aspect)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if gamma > 0:
+        x = x.clamp(1e-4, 1.0) ** torch.exp(u() * gamma).view(n, 1, 1, 1)
+    if blur_p > 0:
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+        b = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5))
+        b = F.conv2d(F.pad(b, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1))
+        on = (torch.rand(n, generator=generator) < blur_p).float().view(n, 1, 1, 1)
+        x = on * b + (1 - on) * x
+    if noise > 0:
+        sd = torch.rand(n, generator=generator).view(n, 1, 1, 1) * noise
+        x = x + torch.randn(x.shape, generator=generator) * sd
+    return x.clamp(0.0, 1.0)

@@ -198,6 +198,7 @@ class RetrievalModel:
                             for c in self.findings if c in self.calibration},
             "fusion": self.fusion.to_dict(), "embed_dim": self.dim,
             "pooling": img.pooling if img is not None else None, "width": img.width if img is not None else None,
+            "standardize": img.standardize if img is not None else None,
             "image_size": IMAGE_SIZE, "text_encoder": getattr(self.text_encoder, "name", m.get("text_encoder")),
             "text_dim": self.text_projection.in_dim, "metric": "cosine",
             "reward_hidden": getattr(self.reward_model, "hidden", None),
@@ -235,7 +236,8 @@ class RetrievalModel:
             state = torch.load(p / WEIGHTS, map_location=device, weights_only=True)
             img = None
             if state.get("image") is not None:
-                img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32))
+                img = ImageEncoder(m["embed_dim"], len(m["findings"]), m["pooling"], m.get("width", 32),
+                                   bool(m.get("standardize", False)))  # models saved before it: none
                 img.load_state_dict(state["image"])
                 img = img.to(device).eval()
             txt = TextProjection(m["text_dim"], m["embed_dim"])

@@ -2,12 +2,13 @@
 
 1. **Encoders.** With images (≥ 8 train studies that have one): image encoder +
    text projection with symmetric InfoNCE (learned temperature) on the train
-   split's image–report pairs, plus the findings head (masked BCE) over every
+   split's image–report pairs, plus the findings head (masked, class-balanced BCE) over every
    concept an image can show — every non-diagnosis concept, image findings and
    findings (:func:`data.head_concepts`) — with labels from the report
    assertions (:func:`data.finding_labels`: present 1, absent 0, uncertain
    masked, unmentioned absent or masked per ``models.unmentioned_as``); AdamW
-   with cosine decay, per-image shift/intensity augmentation, seeded; early
+   with cosine decay, per-image shift/intensity and acquisition (zoom, gamma, blur,
+   noise) augmentation, each film standardised by the encoder, seeded; early
    stopping on val image→report Recall@5 (the best epoch is kept).
    Without images (a text-only corpus such as IU-Xray): the text projection alone,
    with a multi-positive InfoNCE between the query form users send
@@ -57,6 +58,8 @@ FUSION_QUERIES, FUSION_CANDIDATES = 400, 1024
 GAMMA_SHRINK = (1.0, 0.5, 0.25, 0.1, 0.0)
 REWARD_TRIPLES = 6000
 RECALL_K = 10
+#: the largest weight of a positive label in the findings head's BCE (rare findings)
+MAX_POS_WEIGHT = 20.0
 STAGE1_N = 50  # stage-1 candidates per query (the query pipeline's default N)
 MIN_YOUDEN_J = 0.05  # a reward threshold that separates less than this is not used
 
@@ -567,10 +570,14 @@ def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs:
         "training": {"epochs": epochs, "epochs_run": rep.epochs_run, "best_epoch": rep.best_epoch,
                      "batch_size": batch_size, "lr": lr, "weight_decay": 1e-4, "patience": patience,
                      "findings_weight": findings_weight, "optimizer": "AdamW+cosine",
-                     "augmentation": {"max_shift": data.MAX_SHIFT, "contrast": data.CONTRAST, "brightness": data.BRIGHTNESS},
+                     "augmentation": {"max_shift": data.MAX_SHIFT, "contrast": data.CONTRAST, "brightness": data.BRIGHTNESS,
+                                      "scale": data.SCALE, "aspect": data.ASPECT, "gamma": data.GAMMA,
+                                      "blur_p": data.BLUR_P, "noise": data.NOISE},
+                     "standardize_images": True,
                      "temperature": rep.temperature,
                      "early_stopping": "val image→report R@5" if with_images else "val findings→report recall@10",
-                     "objective": "symmetric InfoNCE image↔report + masked BCE findings head" if with_images
+                     "objective": f"symmetric InfoNCE image↔report + masked BCE findings head (pos_weight = negatives/positives, "
+                                  f"≤ {MAX_POS_WEIGHT:g})" if with_images
                      else "multi-positive InfoNCE findings text↔report (concept Jaccard ≥ 0.5)",
                      "findings_labels": f"present=1, absent=0, uncertain masked, unmentioned "
                                         f"{'=0' if unmentioned == 'absent' else 'masked'}"},
@@ -631,7 +638,10 @@ def _train_image(settings: Any, tr: Any, va: Any, t_tr: np.ndarray, t_va: np.nda
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     X, T = torch.from_numpy(tr.images), torch.from_numpy(t_tr)
     Y, M = torch.from_numpy(y_tr), torch.from_numpy(m_tr)
-    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    # class-balanced: a finding present in 3% of the studies weighs as much as its negatives
+    pos = (Y * M).sum(0)
+    neg = ((1 - Y) * M).sum(0)
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none", pos_weight=(neg / pos.clamp(min=1)).clamp(1.0, MAX_POS_WEIGHT))
     model = RetrievalModel(img_enc, txt_proj, enc, head)
 
     best, best_state, bad = -math.inf, None, 0
@@ -644,7 +654,7 @@ def _train_image(settings: Any, tr: Any, va: Any, t_tr: np.ndarray, t_va: np.nda
         # drop the last incomplete batch: InfoNCE needs in-batch negatives
         for i in range(0, steps_per_epoch * batch_size, batch_size):
             idx = perm[i : i + batch_size]
-            zi, logits = img_enc(data.augment(data.to_float(X[idx]), gen))
+            zi, logits = img_enc(data.acquisition(data.augment(data.to_float(X[idx]), gen), gen))
             zt = txt_proj(T[idx])
             loss = info_nce(zi, zt, log_inv_t)
             if logits is not None and findings_weight:

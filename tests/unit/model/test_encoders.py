@@ -1,5 +1,7 @@
 """Encoders: shapes, normalization, determinism, pooling, offline text model, data helpers."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +143,46 @@ def test_augment_identity_when_disabled_and_shift_by_hand():
     out = data.augment(z, torch.Generator().manual_seed(3), contrast=0.0, brightness=0.0)
     (r, c), = torch.nonzero(out[0, 0] > 0.5).tolist()
     assert abs(r - 8) <= data.MAX_SHIFT and abs(c - 8) <= data.MAX_SHIFT and out.sum() == 1.0
+
+
+def test_acquisition_identity_when_disabled_then_each_part_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 16, 16)
+    off = {"scale": 0.0, "aspect": 0.0, "gamma": 0.0, "blur_p": 0.0, "noise": 0.0}
+    assert torch.equal(data.acquisition(x, g, **off), x)
+    y = data.acquisition(x, g)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1 and not torch.equal(y, x)
+    # a constant film stays constant under zoom (border fill), gamma only moves its level
+    flat = torch.full((2, 1, 16, 16), 0.25)
+    z = data.acquisition(flat, g, **{**off, "scale": 0.2, "aspect": 0.1})
+    assert torch.allclose(z, flat, atol=1e-6)
+    z = data.acquisition(flat, torch.Generator().manual_seed(1), **{**off, "gamma": 0.5})
+    for img in z:  # 0.25 ** exp(u/2), u in [-1, 1]
+        v = float(img.mean())
+        assert torch.allclose(img, torch.full_like(img, v)) and 0.25 ** math.exp(0.5) - 1e-6 <= v <= 0.25 ** math.exp(-0.5) + 1e-6
+    # the blur always on: a point becomes the [1 4 6 4 1]/16 outer product, mass kept
+    pt = torch.zeros(1, 1, 16, 16)
+    pt[0, 0, 8, 8] = 1.0
+    b = data.acquisition(pt, g, **{**off, "blur_p": 1.0})
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    assert torch.allclose(b[0, 0, 6:11, 6:11], torch.outer(k, k)) and abs(float(b.sum()) - 1.0) < 1e-6
+
+
+def test_encoder_standardizes_each_film():
+    from kgrag.model.cnn import standardize_images
+
+    x = torch.rand(3, 1, 16, 16)
+    s = standardize_images(x)
+    assert torch.allclose(s.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(s.std(dim=(1, 2, 3)), torch.ones(3) * x.std(dim=(1, 2, 3)) / (x.std(dim=(1, 2, 3)) + 1e-3), atol=1e-5)
+    torch.manual_seed(0)
+    enc = ImageEncoder(embed_dim=16, n_findings=2, width=8).eval()
+    # exposure and gain do not reach the network: a*x + b gives the same output
+    with torch.no_grad():
+        z1, l1 = enc(x)
+        z2, l2 = enc(0.5 * x + 0.2)
+    assert torch.allclose(z1, z2, atol=1e-3) and torch.allclose(l1, l2, atol=1e-3)
+    assert not ImageEncoder(embed_dim=16, n_findings=2, width=8, standardize=False).standardize
 
 
 def test_finding_labels_present_absent_uncertain_unmentioned():
