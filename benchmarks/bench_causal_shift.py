@@ -160,20 +160,29 @@ def run_condition(name: str, root: Path, a: argparse.Namespace) -> dict:
         train_rows = [r for r in rows if r["split"] == "train"]
         pipe = QueryPipeline.from_settings(s)
         alpha_default = s.retrieval.alpha
-        runs: dict[str, list[dict]] = {"causal": [], "alpha_1": []}
-        _step(name, f"{2 * len(test)} queries", t)
+        # the shipped rerank, alpha = 1, and the shipped alpha with each other normalisation of log pG
+        variants = [("causal", pipe, None), ("alpha_1", pipe, 1.0)]
+        for norm in [x for x in a.normalize.split(",") if x and x != s.retrieval.causal_normalize]:
+            other = s.model_copy(deep=True)
+            other.retrieval.causal_normalize = norm
+            variants.append((f"causal_{norm}", QueryPipeline.from_settings(other), None))
+        runs: dict[str, list[dict]] = {key: [] for key, _, _ in variants}
+        _step(name, f"{len(variants) * len(test)} queries", t)
         t0 = time.perf_counter()
         try:
             from tqdm import tqdm
 
             for r in tqdm(test, desc=f"{name} queries", unit="study", file=sys.stderr):
                 img = str(corpus / r["images"][0])
-                for key, alpha in (("causal", None), ("alpha_1", 1.0)):
-                    res = pipe.run(Query(images=[img], k=K, rerank="causal", alpha=alpha, id=r["id"]))
+                for key, p, alpha in variants:
+                    res = p.run(Query(images=[img], k=K, rerank="causal", alpha=alpha, id=r["id"]))
                     runs[key].append({"diagnoses": {d["concept"]: d["probability"] for d in res["diagnoses"]},
                                       "evidence": [e["id"] for e in res["evidence"]]})
             assertions = pipe.assertions
         finally:
+            for _, p, _ in variants:
+                if p is not pipe:
+                    p.close()
             pipe.close()
         t["queries"] = time.perf_counter() - t0
     finally:
@@ -189,7 +198,7 @@ def run_condition(name: str, root: Path, a: argparse.Namespace) -> dict:
         p_answer = [q["diagnoses"].get(d, 0.0) for q in runs["causal"]]
         entry: dict = {"test_prevalence": _r(float(np.mean(y))) if y else None, "test_positives": int(sum(y)),
                        "answer_auc": _r(auc(y, p_answer))}
-        for key in ("causal", "alpha_1"):
+        for key in runs:
             for src, asr in (("vote", assertions), ("vote_on_true_labels", truth_assert)):
                 f = [vote_fraction(q["evidence"], asr, d) for q in runs[key]]
                 v = [majority(x) for x in f]
@@ -217,16 +226,15 @@ def run_condition(name: str, root: Path, a: argparse.Namespace) -> dict:
         "corpus": {"n": a.n, "seed": a.seed, "style": a.style, "shift": shift, "splits": summary.splits,
                    "styles_by_split": summary.styles, "manifest_sha256": summary.manifest_sha256},
         "n_test_queries": len(test), "k": K, "alpha_default": alpha_default,
+        "normalize_default": s.retrieval.causal_normalize, "variants": list(runs),
         "answer_same_for_both_reranks": same_answer,
         "visible_diagnoses": visible,
         "macro": {
             "answer_auc": macro(["answer_auc"]),
-            "vote_balanced_accuracy": {"causal": macro(["vote", "causal", "balanced_accuracy"]),
-                                       "alpha_1": macro(["vote", "alpha_1", "balanced_accuracy"])},
-            "vote_accuracy": {"causal": macro(["vote", "causal", "accuracy"]), "alpha_1": macro(["vote", "alpha_1", "accuracy"])},
-            "vote_auc": {"causal": macro(["vote", "causal", "auc"]), "alpha_1": macro(["vote", "alpha_1", "auc"])},
-            "vote_on_true_labels_balanced_accuracy": {"causal": macro(["vote_on_true_labels", "causal", "balanced_accuracy"]),
-                                                      "alpha_1": macro(["vote_on_true_labels", "alpha_1", "balanced_accuracy"])},
+            "vote_balanced_accuracy": {k: macro(["vote", k, "balanced_accuracy"]) for k in runs},
+            "vote_accuracy": {k: macro(["vote", k, "accuracy"]) for k in runs},
+            "vote_auc": {k: macro(["vote", k, "auc"]) for k in runs},
+            "vote_on_true_labels_balanced_accuracy": {k: macro(["vote_on_true_labels", k, "balanced_accuracy"]) for k in runs},
             "always_no_accuracy": macro(["baselines", "always_no", "accuracy"]),
             "train_majority_accuracy": macro(["baselines", "train_majority_class", "accuracy"]),
         },
@@ -246,6 +254,8 @@ def main() -> dict:
     ap.add_argument("--style", choices=["a", "b"], default="a", help="style of train/val (the test split under shift is the other)")
     ap.add_argument("--workers", type=int, default=1, help="ingest extraction workers")
     ap.add_argument("--conditions", default="in_distribution,shift")
+    ap.add_argument("--normalize", default="mean,sum,lift",
+                    help="normalisations of log pG to compare at the shipped alpha (the shipped one is 'causal')")
     ap.add_argument("--keep", action="store_true", help="keep the temp homes (their paths are printed)")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="kgrag-bench-shift-"))

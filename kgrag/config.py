@@ -88,10 +88,11 @@ class RetrievalSettings(BaseModel):
     k: int = Field(default=10, ge=1)
     n: int = Field(default=50, ge=1, description="Stage-1 candidates before rerank.")
     rerank: Literal["causal", "pagerank", "none"] = "causal"
-    causal_normalize: Literal["sum", "mean"] = Field(
+    causal_normalize: Literal["sum", "mean", "lift"] = Field(
         default="mean",
-        description="How the causal rerank folds a report's log pG terms: their sum, or their mean per asserted "
-        "concept (docs/causal.md gives the measurement behind the default).")
+        description="How the causal rerank folds a report's log pG terms: their sum, their mean per asserted "
+        "concept, or the lift log pG(R | V_I) - log pG(R | no image) (docs/causal.md gives the measurement "
+        "behind the default).")
     damping: float = Field(default=0.85, gt=0.0, lt=1.0)
     reward_filter: bool = Field(
         default=True,

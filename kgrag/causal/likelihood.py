@@ -16,9 +16,16 @@ term per asserted concept v (a concept asserted twice counts once):
   p(V_D | V_F) factor: a report's diagnoses are scored against its own findings.
 
 Each probability is clipped at :data:`LOG_EPS` before the log.  The score is the sum
-of the terms (``normalize="sum"``) or their mean (``"mean"``); a report that asserts
-nothing scores None.  ``score_reports.cypher`` computes exactly this in one
-statement for all candidates; this module is its oracle.
+of the terms (``normalize="sum"``), their mean (``"mean"``), or the lift
+(``"lift"``): log pG(R | V_I) − log pG(R | ∅), the same sum minus that of an empty
+V_I (every claim by its CPD given the report's own findings, else the prior
+marginals).  The lift is the log Bayes factor of the query image for the report:
+a claim the image neither supports nor contradicts adds nothing, so a report
+that asserts little ("No pneumothorax.") is no longer preferred to one whose
+findings the image shows.  A report that asserts nothing scores None.
+``score_reports.cypher`` computes the terms in one statement for all candidates;
+the ∅ baseline depends on the report and the graph only (:func:`prior_logliks`).
+This module is the oracle of both.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from kgrag.types import CandidateScore, ReportCandidate
 
 LOG_EPS = 1e-6  # probabilities are clipped here before a log
 
-NORMALIZATIONS = ("sum", "mean")
+NORMALIZATIONS = ("sum", "mean", "lift")
 
 
 def claims(cand: ReportCandidate) -> list[tuple[str, bool]]:
@@ -54,7 +61,7 @@ def check_observed(observed: Mapping[str, float]) -> dict[str, float]:
 def check_normalize(normalize: str) -> str:
     if normalize not in NORMALIZATIONS:
         raise InputError(f"normalisation {normalize!r} is not one of {NORMALIZATIONS}",
-                         fix="set retrieval.causal_normalize to 'sum' or 'mean'")
+                         fix="set retrieval.causal_normalize to 'sum', 'mean' or 'lift'")
     return normalize
 
 
@@ -85,6 +92,9 @@ def score_reports(graph: CausalGraph, candidates: Sequence[ReportCandidate], obs
     marginals of ``graph`` (of the parents outside V_I that a claim may need)."""
     normalize = check_normalize(normalize)
     observed = check_observed(observed)
+    if normalize == "lift":
+        scores = score_reports(graph, candidates, observed, priors=priors, normalize="sum")
+        return with_lift(scores, prior_logliks(graph, candidates))
     if priors is None:
         from kgrag.causal.inference import prior_marginals
 
@@ -107,3 +117,15 @@ def score_reports(graph: CausalGraph, candidates: Sequence[ReportCandidate], obs
                         "term": src})
         out.append(CandidateScore(cand.id, total / len(cl) if normalize == "mean" else total, len(cl), per))
     return out
+
+
+def prior_logliks(graph: CausalGraph, candidates: Sequence[ReportCandidate]) -> list[float | None]:
+    """log pG(R | ∅) of each candidate (V_I empty, terms summed): what the graph alone
+    expects of the report's claims.  None for a report that asserts nothing."""
+    return [s.loglik for s in score_reports(graph, candidates, {}, normalize="sum")]
+
+
+def with_lift(scores: Sequence[CandidateScore], baseline: Sequence[float | None]) -> list[CandidateScore]:
+    """``scores`` (summed terms) minus the ∅ baseline of each report: the lift."""
+    return [CandidateScore(s.id, None if s.loglik is None or b is None else s.loglik - b, s.n, s.per_concept)
+            for s, b in zip(scores, baseline, strict=True)]

@@ -338,7 +338,7 @@ class CypherGraphStore:
                   "present": [[c for c, pr in claims[i] if pr] for i in scored],
                   "absent": [[c for c, pr in claims[i] if not pr] for i in scored],
                   "observed": observed, "priors": priors, "default_leak": float(self.default_leak),
-                  "log_eps": likelihood.LOG_EPS, "normalize": normalize}
+                  "log_eps": likelihood.LOG_EPS, "normalize": "sum" if normalize == "lift" else normalize}
 
         def fold(rows: list[dict[str, Any]]) -> list[CandidateScore]:
             if [int(r["candidate"]) for r in rows] != list(range(len(scored))):
@@ -351,6 +351,8 @@ class CypherGraphStore:
                         "probability": observed[c] if c in observed else float(next(cpd_p)),
                         "term": "image" if c in observed else "cpd"} for c, pr in claims[i]]
                 out[i] = CandidateScore(cands[i].id, float(r["loglik"]), int(r["n"]), per)
+            if normalize == "lift":  # minus log pG(R | ∅), which depends on the report and the graph only
+                out = likelihood.with_lift(out, likelihood.prior_logliks(graph, cands))
             return out
 
         return _Plan("score_reports", params, fold)

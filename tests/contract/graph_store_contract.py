@@ -318,7 +318,7 @@ class GraphStoreContract:
         targets = imgs + finds + diags
         cands = [ReportCandidate(f"r{k}", rnd.sample(targets, 3), []) for k in range(12)]
         cands = [ReportCandidate(c.id, c.present, rnd.sample([t for t in targets if t not in c.present], 2)) for c in cands]
-        for norm in ("sum", "mean"):
+        for norm in ("sum", "mean", "lift"):
             for g, r in zip(store.causal_scores(cands, observed, normalize=norm),
                             likelihood.score_reports(ref_graph, cands, observed, normalize=norm), strict=True):
                 assert g.loglik == pytest.approx(r.loglik, abs=1e-9)

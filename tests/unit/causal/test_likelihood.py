@@ -67,6 +67,27 @@ def test_clipping_mean_and_empty_reports():
     assert e.loglik is None and e.n == 0 and e.per_concept == []
 
 
+def test_lift_is_the_log_bayes_factor_of_the_image_by_hand():
+    obs = {"a": 0.9}
+    r1, r2, e = score([ReportCandidate("r1", ["c"], ["b"]), ReportCandidate("r2", ["a", "c"]), ReportCandidate("e")],
+                      obs, normalize="lift")
+    # r2: with V_I, a scores log 0.9; without it a is a root: its leak 0.2.  c's CPD has b and e
+    #     unstated and outside V_I either way: the same term cancels.  lift = log(0.9 / 0.2)
+    assert r2.loglik == pytest.approx(math.log(4.5), abs=1e-12) and r2.n == 2
+    # r1: c given b stated absent: 0.164 either way.  b absent: with V_I P(b) = 0.505 (log 0.495);
+    #     without it a is its prior 0.2: P(b) = 1 - 0.9 * (1 - 0.5 * 0.2) = 0.19 (log 0.81)
+    assert r1.loglik == pytest.approx(math.log(0.495) - math.log(0.81), abs=1e-12)
+    assert e.loglik is None
+    # the terms themselves are those of the V_I score; the baseline is the ∅ sum
+    s1 = score([ReportCandidate("r1", ["c"], ["b"])], obs)[0]
+    assert r1.per_concept == s1.per_concept
+    assert likelihood.prior_logliks(G, [ReportCandidate("r1", ["c"], ["b"])]) == pytest.approx(
+        [math.log(0.164) + math.log(0.81)], abs=1e-12)
+    # a claim the image says nothing about beyond the prior adds nothing
+    (r,) = score([ReportCandidate("r", ["a"])], {"a": 0.2}, normalize="lift")
+    assert r.loglik == pytest.approx(0.0, abs=1e-12)
+
+
 def test_bad_input():
     with pytest.raises(InputError, match="asserts and denies"):
         score([ReportCandidate("r", ["a"], ["a"])], {})
