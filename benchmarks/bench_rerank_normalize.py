@@ -128,7 +128,8 @@ def main(n: int = 2000, seed: int = 7) -> dict:
         res["forms"][form] = out
         print(form, {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "vote_auc"}
                      for k, v in out.items()}, flush=True)
-    res["default"] = max(("sum", "mean", "lift"), key=lambda o: sum(res["forms"][f][o]["vote_macro_auc"] for f in forms))
+    res["best_vote_auc"] = max(("sum", "mean", "lift"), key=lambda o: sum(res["forms"][f][o]["vote_macro_auc"] for f in forms))
+    res["shipped_default"] = s.retrieval.causal_normalize
     write("rerank_normalize", res)
     return res
 
