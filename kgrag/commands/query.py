@@ -19,7 +19,7 @@ def _print(res: dict) -> None:
             click.echo(f"    path {' -> '.join(p['nodes'])} ({p['strength']:.2f})")
         for cf in d["counterfactual"][:2]:
             do = ", ".join(f"{c} = {'present' if v else 'absent'}" for c, v in cf["do"].items())
-            click.echo(f"    do({do}) -> {cf['probability']:.2f}")
+            click.echo(f"    do({do}) -> {cf['probability']:.2f} (from {d['probability']:.2f})")
     click.echo("evidence:")
     for e in res["evidence"]:
         ll = "n/a" if e["causal_loglik"] is None else f"{e['causal_loglik']:.2f}"

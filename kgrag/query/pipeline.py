@@ -52,6 +52,7 @@ class QueryPipeline:
             settings, model, index, store, docstore, extractor)
         self.generator = generator
         self._graph_worker: ThreadPoolExecutor | None = None
+        self._graph_memo: dict[str, Any] = {}  # the last causal graph (warm-up, Explain) → the next do-sets
         self._warm = False
 
     @classmethod
@@ -83,6 +84,7 @@ class QueryPipeline:
 
         index, kg, rs = self.index, self.settings.kg, self.settings.retrieval
         self.graph_version = self.store.version()
+        self._graph_memo["graph"] = self.store.causal_graph()  # picks the first query's do-sets (then each query's own)
         space = "image" if index.ids("image") else "text"
         ids = index.ids(space)
         self.router = PrototypeRouter.fit(index.vectors(space, ids), [index.modalities.get(i, "radiology") for i in ids])
@@ -101,7 +103,8 @@ class QueryPipeline:
         self.before_rerank = [
             stages.Route(self.router, index.modalities),
             stages.ObserveFindings(self.model, self.extractor, self.question_parser),
-            stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len, executor=self.graph_worker),
+            stages.SendGraphCalls(self.targets, self.diagnoses, max_len=kg.max_path_len, executor=self.graph_worker,
+                                  memo=self._graph_memo),
             stages.Stage1Cases(index, self.model.fusion),
         ]
         self.rerankers = {mode: build(self) for mode, build in RERANKERS.items()}
@@ -109,7 +112,7 @@ class QueryPipeline:
             stages.RewardFilter(self.model, index, rs.reward_threshold, enabled=rs.reward_filter),
             stages.GuardTestSplit(index.splits),
             stages.Stage2Definitions(cs),
-            stages.Explain(self.diagnoses),
+            stages.Explain(self.diagnoses, memo=self._graph_memo),
             stages.FetchSentences(self.docstore),
         ]
         self.names = {c.id: c.name for c in cs.values()}

@@ -124,11 +124,16 @@ class SendGraphCalls:
     """
 
     def __init__(self, targets: Sequence[str], diagnoses: Sequence[str], *, max_len: int,
-                 max_counterfactuals: int = 5, executor: Executor | None = None, explain: bool = True) -> None:
-        """``explain=False`` sends only the subgraph (retrieval without :class:`Explain`)."""
+                 max_counterfactuals: int = 5, executor: Executor | None = None, explain: bool = True,
+                 memo: dict[str, Any] | None = None) -> None:
+        """``explain=False`` sends only the subgraph (retrieval without :class:`Explain`).
+        ``memo`` is shared with :class:`Explain`, which leaves the last causal graph in it:
+        the do-sets then go first to the V_I concepts that are ancestors of a diagnosis
+        or of the question's concepts in that graph (the graph of this query is not known
+        yet; a stale one only changes which interventions are computed, never a number)."""
         self.targets, self.diagnoses = list(targets), list(diagnoses)
         self.max_len, self.max_cf, self.executor = max_len, max_counterfactuals, executor
-        self.explain = explain
+        self.explain, self.memo = explain, memo
 
     def run(self, st: QueryState) -> QueryState:
         pipe = st.graph_calls
@@ -136,12 +141,17 @@ class SendGraphCalls:
         st.graph = {"causal_graph": pipe.causal_graph(), "posteriors": None, "interventions": None, "paths": None}
         if self.explain:
             targets = list(dict.fromkeys([*self.targets, *self.diagnoses, *st.question_concepts]))
-            top = [o for o in sorted(obs, key=lambda o: (-obs[o], o)) if obs[o] > 0.0][: self.max_cf]
+            path_targets = list(dict.fromkeys([*self.diagnoses, *st.question_concepts]))
+            ranked = [o for o in sorted(obs, key=lambda o: (-obs[o], o)) if obs[o] > 0.0]
+            last = self.memo.get("graph") if self.memo is not None else None
+            if last is not None:  # ancestors once V_I are soft roots: an observed concept shields its parents
+                anc = last.surgery(obs).ancestors(path_targets)
+                ranked = [o for o in ranked if o in anc] + [o for o in ranked if o not in anc]
+            top = ranked[: self.max_cf]
             # a question about a concept of V_I: its own do(F = 0) shows what it explains downstream
             top += [c for c in st.question_concepts if obs.get(c, 0.0) > 0.0 and c not in top]
             do = [{o: 0} for o in top]
             st.trace["do"] = do
-            path_targets = list(dict.fromkeys([*self.diagnoses, *st.question_concepts]))
             st.graph["posteriors"] = pipe.posteriors(obs, targets)
             st.graph["interventions"] = pipe.interventions(obs, do, path_targets)
             st.graph["paths"] = pipe.paths(obs, path_targets, max_len=self.max_len, limit=3)
@@ -375,25 +385,33 @@ class Stage2Definitions:
 
 class Explain:
     """Each diagnosis with its exact posterior P(d | V_I), its strongest paths, and the
-    real interventions do(F = 0) of the strongest V_I concepts that are its ancestors
-    (graph surgery, then exact inference), read from :class:`SendGraphCalls`' calls."""
+    real interventions do(F = 0) (graph surgery, then exact inference) of the strongest
+    V_I concepts that are its ancestors once V_I are soft roots (an observed concept
+    shields its parents), the one that moves d most first; read from
+    :class:`SendGraphCalls`' calls."""
 
-    def __init__(self, diagnoses: Sequence[str]) -> None:
-        self.diagnoses = list(diagnoses)
+    def __init__(self, diagnoses: Sequence[str], memo: dict[str, Any] | None = None) -> None:
+        self.diagnoses, self.memo = list(diagnoses), memo
 
     def run(self, st: QueryState) -> QueryState:
         post = st.graph_result("posteriors", {})
         paths = st.graph_result("paths", {})
         done = st.graph_result("interventions", [])
         graph = st.graph_result("causal_graph", None)
+        if self.memo is not None and graph is not None:
+            self.memo["graph"] = graph
         do = st.trace.get("do", [])
+        # V_I enters as soft roots: a do() on a concept whose every path to d runs through
+        # another observed concept cannot move d, so only the ancestors after surgery count
+        shielded = graph.surgery(st.observed) if graph is not None else None
         out = []
         for d in sorted(self.diagnoses, key=lambda d: (-post.get(d, 0.0), d)):
             if d not in post:
                 continue
-            anc = graph.ancestors([d]) - {d} if graph is not None else set()
+            anc = shielded.ancestors([d]) - {d} if shielded is not None else set()
             cf = [{"do": dict(ds), "probability": round(res[d], 6)}
                   for ds, res in zip(do, done, strict=False) if d in res and set(ds) <= anc]
+            cf.sort(key=lambda c: -abs(c["probability"] - post[d]))  # the intervention that moves d most first
             out.append({"concept": d, "probability": round(post[d], 6),
                         "paths": [{"nodes": p.nodes, "strength": round(p.strength, 6)} for p in paths.get(d, [])],
                         "counterfactual": cf})

@@ -75,7 +75,7 @@ def test_query_json_answers_with_probability_evidence_paths_and_counterfactual(h
         # it feeds, each equal to the reference intervention on the same graph and V_I
         from kgrag.ontology import role_of
 
-        below = {c for c in graph.nodes() if role_of(c) == "Diagnosis" and "pleural_effusion" in graph.ancestors([c]) - {c}}
+        below = {c for c in graph.nodes if role_of(c) == "Diagnosis" and "pleural_effusion" in graph.ancestors([c]) - {c}}
         if below:
             assert a["counterfactuals"], a
         for cf in a["counterfactuals"]:

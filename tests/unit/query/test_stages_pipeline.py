@@ -98,6 +98,9 @@ class FakeStore:
     def version(self):
         return "g-test"
 
+    def causal_graph(self):  # read once at warm-up (the first query's do-sets)
+        return GRAPH
+
     def pipeline(self):
         self.calls.append(FakeCalls(self.log))
         return self.calls[-1]
@@ -312,6 +315,31 @@ def test_explain_gives_exact_posteriors_and_real_interventions():
     assert pn["probability"] == pytest.approx(1 - 0.99 * (1 - 0.9 * 0.7228), abs=1e-6)
     assert pn["counterfactual"] == [{"do": {"lung_opacity": 0}, "probability": pytest.approx(1 - 0.99 * 0.991, abs=1e-6)}]
     assert pn["paths"][0]["nodes"] == ["lung_opacity", "consolidation", "pneumonia"]
+
+
+def test_do_sets_follow_the_last_graph_and_observed_concepts_shield_their_parents():
+    # V_I: lung_opacity 0.9, consolidation 0.6 and an unrelated support_devices 0.95.  By q
+    # alone the do-sets would start with support_devices; with the last graph known they
+    # start with the ancestors of pneumonia once V_I are soft roots: consolidation only,
+    # since observing it shields lung_opacity (do(lung_opacity = 0) cannot move pneumonia)
+    obs = {"lung_opacity": 0.9, "consolidation": 0.6, "support_devices": 0.95}
+    memo: dict = {}
+    send = stages.SendGraphCalls(["pneumonia"], ["pneumonia"], max_len=3, max_counterfactuals=2, memo=memo)
+    st = QueryState(query=Query(), k=1, n=1, alpha=0.5, rerank="none", observed=dict(obs))
+    st.graph_calls = FakeCalls([])
+    st = send.run(st)
+    assert st.trace["do"] == [{"support_devices": 0}, {"lung_opacity": 0}]  # nothing known yet: by q
+    st = stages.Explain(["pneumonia"], memo=memo).run(st)
+    assert memo["graph"] is GRAPH and st.diagnoses[0]["counterfactual"] == []  # neither can move pneumonia
+    st = QueryState(query=Query(), k=1, n=1, alpha=0.5, rerank="none", observed=dict(obs))
+    st.graph_calls = FakeCalls([])
+    st = send.run(st)
+    assert st.trace["do"] == [{"consolidation": 0}, {"support_devices": 0}]
+    st = stages.Explain(["pneumonia"], memo=memo).run(st)
+    (pn,) = st.diagnoses
+    # P(pneumonia | V_I) = 1 - 0.99 (1 - 0.9 * 0.6); do(consolidation = 0): the leak 0.01
+    assert pn["probability"] == pytest.approx(1 - 0.99 * (1 - 0.9 * 0.6), abs=1e-9)
+    assert pn["counterfactual"] == [{"do": {"consolidation": 0}, "probability": pytest.approx(0.01, abs=1e-6)}]
 
 
 def test_no_rerank_and_pagerank_set_scores():
