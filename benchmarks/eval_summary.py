@@ -37,7 +37,9 @@ def summarize(run: dict) -> dict:
                          for v, x in (r.get("variants") or {}).items()},
             "paired": [{**{k: p.get(k) for k in ("a", "b", "metric", "a_value", "b_value", "difference", "p_value", "n")},
                         "ci": _ci(p.get("ci"))} for p in r.get("paired") or []],
-            "groups": r.get("groups"),
+            "groups": {g: {"n": x.get("n"), "variants": {v: {k: _ci(c) for k, c in (m.get("ci") or {}).items()}
+                                                          for v, m in (x.get("variants") or {}).items()}}
+                       for g, x in (r.get("groups") or {}).items()},
         }
     return out
 
