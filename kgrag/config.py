@@ -117,6 +117,13 @@ class ModelSettings(BaseModel):
         description="A head concept with val AUC below this is left out of V_I (the head cannot see it).")
     calibration: Literal["platt", "temperature"] = Field(
         default="platt", description="Per-concept calibration of the findings head, fitted on val.")
+    balance_by: str | None = Field(
+        default=None,
+        description="Study metadata key (site, scanner, ...) whose association with each finding the findings "
+        "head's loss removes by reweighting, w = P(y) / P(y | key) (a backdoor adjustment: a burned-in site "
+        "marker cannot stand in for the disease).  Studies without the key form one group; a corpus with one "
+        "group trains unweighted.  Off by default: on the synthetic shift corpus it lowered the head's "
+        "out-of-style AUC (docs/retrieval.md).")
 
 
 class ExtractorSettings(BaseModel):

@@ -261,3 +261,31 @@ def acquisition(x: Any, generator: Any, *, scale: float = SCALE, aspect: float =
         sd = torch.rand(n, generator=generator).view(n, 1, 1, 1) * noise
         x = x + torch.randn(x.shape, generator=generator) * sd
     return x.clamp(0.0, 1.0)
+
+
+#: clip of the balancing weights (a group with almost no positives of a finding must not dominate)
+MAX_BALANCE_WEIGHT = 10.0
+
+
+def balance_weights(groups: Sequence[Any], y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-label weights w = P(y) / P(y | group) for the findings head's loss.
+
+    Weighted, each finding's label is independent of the group (site, scanner): the
+    backdoor adjustment of a confounder the training set carries, so the head cannot
+    learn the group's marks as a sign of the finding.  P(y = 1 | g) is estimated over
+    the labelled (unmasked) studies of group g with add-one smoothing, P(y = 1) over
+    all of them the same way; weights are clipped to [1/MAX, MAX].  One group: all 1."""
+    y, mask = np.asarray(y, np.float64), np.asarray(mask, np.float64)
+    w = np.ones_like(y)
+    keys = [None if g is None else str(g) for g in groups]
+    names = sorted(set(keys), key=lambda g: (g is None, g or ""))
+    if len(names) < 2:
+        return w.astype(np.float32)
+    pos_all = ((y * mask).sum(0) + 1.0) / (mask.sum(0) + 2.0)
+    for g in names:
+        rows = np.array([k == g for k in keys])
+        m = mask[rows]
+        pos_g = ((y[rows] * m).sum(0) + 1.0) / (m.sum(0) + 2.0)
+        w1, w0 = pos_all / pos_g, (1.0 - pos_all) / (1.0 - pos_g)
+        w[rows] = np.where(y[rows] > 0.5, w1, w0)
+    return np.clip(w, 1.0 / MAX_BALANCE_WEIGHT, MAX_BALANCE_WEIGHT).astype(np.float32)

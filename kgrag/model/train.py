@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class TrainReport:
     findings_auc: dict[str, float | None] = field(default_factory=dict)
     visible: list[str] = field(default_factory=list)  # V_I concepts
     excluded: dict[str, str] = field(default_factory=dict)  # head concept → why it is not in V_I
+    balance: dict[str, Any] = field(default_factory=dict)  # the findings head's reweighting by a metadata key
     unmentioned: str = "absent"
     fusion: dict[str, Any] = field(default_factory=dict)
     fusion_forms: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -573,7 +575,7 @@ def train(settings: Any, *, docstore: Any = None, name: str = "default", epochs:
                      "augmentation": {"max_shift": data.MAX_SHIFT, "contrast": data.CONTRAST, "brightness": data.BRIGHTNESS,
                                       "scale": data.SCALE, "aspect": data.ASPECT, "gamma": data.GAMMA,
                                       "blur_p": data.BLUR_P, "noise": data.NOISE},
-                     "standardize_images": True,
+                     "standardize_images": True, "balance": rep.balance,
                      "temperature": rep.temperature,
                      "early_stopping": "val image→report R@5" if with_images else "val findings→report recall@10",
                      "objective": f"symmetric InfoNCE image↔report + masked BCE findings head (pos_weight = negatives/positives, "
@@ -629,6 +631,11 @@ def _train_image(settings: Any, tr: Any, va: Any, t_tr: np.ndarray, t_va: np.nda
 
     t0 = time.perf_counter()
     y_tr, m_tr = data.finding_labels(tr.ids, sc, head, unmentioned=unmentioned)
+    key = settings.models.balance_by
+    groups = [(getattr(st, "meta", None) or {}).get(key) for st in tr.studies] if key else [None] * len(tr)
+    w_tr = data.balance_weights(groups, y_tr, m_tr)
+    rep.balance = {"by": key or None, "groups": dict(sorted(Counter(str(g) for g in groups).items())) if key else {},
+                   "reweighted": bool(key) and len(set(groups)) > 1}
     img_enc = ImageEncoder(dim, len(head), pooling, width)
     txt_proj = TextProjection(int(t_tr.shape[1]), dim)
     log_inv_t = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -637,7 +644,7 @@ def _train_image(settings: Any, tr: Any, va: Any, t_tr: np.ndarray, t_va: np.nda
     steps_per_epoch = max(1, len(tr) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     X, T = torch.from_numpy(tr.images), torch.from_numpy(t_tr)
-    Y, M = torch.from_numpy(y_tr), torch.from_numpy(m_tr)
+    Y, M = torch.from_numpy(y_tr), torch.from_numpy(m_tr * w_tr)  # the mask carries the balancing weights
     # class-balanced: a finding present in 3% of the studies weighs as much as its negatives
     pos = (Y * M).sum(0)
     neg = ((1 - Y) * M).sum(0)

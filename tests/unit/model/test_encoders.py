@@ -185,6 +185,30 @@ def test_encoder_standardizes_each_film():
     assert not ImageEncoder(embed_dim=16, n_findings=2, width=8, standardize=False).standardize
 
 
+def test_balance_weights_remove_the_group_label_association_by_hand():
+    # one finding; site A: 3 labelled, 2 positive; site B: 3 labelled, 0 positive, 1 masked
+    y = np.array([[1], [1], [0], [0], [0], [0], [0]], np.float32)
+    m = np.array([[1], [1], [1], [1], [1], [1], [0]], np.float32)
+    g = ["A", "A", "A", "B", "B", "B", "B"]
+    w = data.balance_weights(g, y, m)
+    p_all = (2 + 1) / (6 + 2)                     # 0.375
+    pa, pb = (2 + 1) / (3 + 2), (0 + 1) / (3 + 2)  # 0.6, 0.2
+    assert w[:, 0].tolist() == pytest.approx([p_all / pa, p_all / pa, (1 - p_all) / (1 - pa)]
+                                             + [(1 - p_all) / (1 - pb)] * 4, abs=1e-6)
+    # on a large sample the weighted positive rate is the same in every group (the association is gone)
+    rng = np.random.default_rng(0)
+    gs = rng.choice(["A", "B", "C"], 3000)
+    yl = (rng.random(3000) < np.select([gs == "A", gs == "B"], [0.5, 0.2], 0.05)).astype(np.float32)[:, None]
+    wl = data.balance_weights(list(gs), yl, np.ones_like(yl))[:, 0]
+    rates = [float((wl * yl[:, 0])[gs == k].sum() / wl[gs == k].sum()) for k in "ABC"]
+    assert max(rates) - min(rates) < 0.01 and abs(rates[0] - yl.mean()) < 0.01
+    # one group (or no key): no reweighting; extreme groups are clipped
+    assert (data.balance_weights(["A"] * 7, y, m) == 1).all() and (data.balance_weights([None] * 7, y, m) == 1).all()
+    y2 = np.array([[1]] * 200 + [[0]] * 200, np.float32)
+    w2 = data.balance_weights(["A"] * 200 + ["B"] * 200, y2, np.ones_like(y2))
+    assert w2.max() <= data.MAX_BALANCE_WEIGHT and w2.min() >= 1 / data.MAX_BALANCE_WEIGHT
+
+
 def test_finding_labels_present_absent_uncertain_unmentioned():
     sc = {"a": {"nodule": "present", "mass": "absent"}, "b": {"nodule": "uncertain"}}
     y, m = data.finding_labels(["a", "b", "c"], sc, ["nodule", "mass"])
