@@ -136,6 +136,7 @@ def compact(res: Mapping[str, Any]) -> dict[str, Any]:
             "answer": None if a is None else {k: a.get(k) for k in ("text", "yes_no", "probability", "concept")},
             "diagnoses": {d["concept"]: float(d["probability"]) for d in res.get("diagnoses", [])},
             "image_findings": {f["concept"]: float(f["probability"]) for f in res.get("image_findings", [])},
+            "concepts": {c: float(p) for c, p in (res.get("concepts") or {}).items()},
             "seconds": cfg.get("seconds"), "graph_version": cfg.get("graph_version"),
             "index_version": cfg.get("index_version")}
 
@@ -532,7 +533,7 @@ def _run_pipeline(settings, studies, tasks, variants, records, qmeta, res, asser
                 pools[sid] = irrelevant_pool(set(qsets[sid]), doc_sets)
             ev, pos = inject_noise(r["evidence"], v.noise, pools[sid], random.Random(f"{seed}:{v.noise}:{qid}"))
             out[qid] = {**r, "evidence": ev, "noise_positions": pos, "scores": None, "answer": None, "diagnoses": None,
-                        "image_findings": {}}
+                        "image_findings": {}, "concepts": None}
         records[v.name] = out
     return ctx, info
 

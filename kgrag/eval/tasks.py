@@ -16,9 +16,10 @@ Definitions (``docs/evaluation.md`` has the full text):
   ``concept_match@k`` is the share of queries with such an item in the top k (MMedRAG++);
   ``top1/top10_accuracy`` use a coarser relevance, the same set of present diagnoses;
   ``mean_jaccard`` is the mean Jaccard overlap of the evidence's present sets with the query's;
-- diagnosis: two scorers per concept — ``answer``, the probability the answer's
-  ``diagnoses`` give (a diagnosis the answer leaves out, below 0.05 or past the eighth,
-  counts 0; for a non-diagnosis concept the image-finding probability V_I), and
+- diagnosis: two scorers per concept — ``answer``, the answer's own P(c | V_I)
+  (``concepts`` of the query output: exact inference for every concept the graph
+  answers, V_I concepts at their q or 1/0 from findings text; without it, the listed
+  ``diagnoses``, a left-out one counting 0, and the image-finding probability), and
   ``vote``, the share of the top-K evidence asserting the concept present; labels
   are the manifest's ``labels`` (missing key = 0); a prediction is positive at ≥ 0.5;
 - VQA: closed questions (answer yes/no); ``answer`` is the pipeline's answer
@@ -259,7 +260,10 @@ class DiagnosisEval(Evaluator):
                 PV[i, j] = ctx.vote(r["evidence"], c)
                 if r.get("diagnoses") is None:  # not available (noise variants)
                     continue
-                if ctx.roles.get(c) == "Diagnosis":
+                post = r.get("concepts") or {}
+                if c in post:  # the answer's exact P(c | V_I), untruncated
+                    PA[i, j] = post[c]
+                elif ctx.roles.get(c) == "Diagnosis":
                     PA[i, j] = r["diagnoses"].get(c, 0.0)
                 elif c in r.get("image_findings", {}):
                     PA[i, j] = r["image_findings"][c]

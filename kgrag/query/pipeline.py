@@ -280,6 +280,9 @@ def format_output(st: QueryState, answer: dict[str, Any], *, graph_version: str,
         "answer": answer,
         "image_findings": [{"concept": f["concept"], "probability": round(f["probability"], 6)} for f in st.image_findings],
         "diagnoses": [d for d in st.diagnoses if d["probability"] >= 0.05][:8] or st.diagnoses[:3],
+        # P(c | V_I) of every concept the graph answered (exact inference; V_I concepts keep q)
+        "concepts": {c: round(p, 6) for c, p in sorted(st.graph_result("posteriors", None).items())}
+        if st.graph_result("posteriors", None) else {},
         "evidence": [{"id": h.id, "rank": r + 1, "score": round(h.score, 6),
                       "similarity": {k: _r(v) for k, v in h.similarity.items()},
                       "causal_loglik": _r(h.causal_loglik),

@@ -26,6 +26,7 @@ QUERY_OUTPUT_SCHEMA: dict[str, Any] = {
         "answer": {"type": ["object", "null"], "properties": {
             "text": {"type": "string"}, "yes_no": {"type": ["string", "null"], "enum": ["yes", "no", None]},
             "probability": {"type": ["number", "null"], "minimum": 0.0, "maximum": 1.0}}},
+        "concepts": {"type": "object", "additionalProperties": PROB},
         "image_findings": {"type": "array", "items": {"type": "object", "required": ["concept", "probability"],
                                                       "properties": {"concept": {"type": "string"}, "probability": PROB}}},
         "diagnoses": {"type": "array", "items": {"type": "object", "required": ["concept", "probability", "paths", "counterfactual"],

@@ -70,6 +70,10 @@ def test_diagnosis_scorers_by_hand():
     noisy = {q: {**r, "diagnoses": None} for q, r in recs.items()}
     dn = ev.data(list(noisy), noisy, ctx)
     assert ev.full(dn, ctx)["answer"] is None and ev.scalar(dn, "answer_macro_auc") is None
+    # the answer's untruncated P(c | V_I) (the output's concepts) wins over the listed diagnoses
+    full = {q: {**r, "concepts": {"pneumonia": p}} for (q, r), p in zip(recs.items(), [0.9, 0.05, 0.04, 0.02], strict=True)}
+    d = ev.data(list(full), full, ctx)
+    assert list(d["PA"][:, 0]) == [0.9, 0.05, 0.04, 0.02] and ev.scalar(d, "answer_macro_auc") == pytest.approx(0.75)
 
 
 def test_vqa_unanswered_counts_wrong():

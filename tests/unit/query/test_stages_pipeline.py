@@ -388,7 +388,10 @@ def test_format_output_rounds_and_ranks():
                         model="m", seconds=0.1)
     assert out["evidence"] == [{"id": "s1", "rank": 1, "score": 0.987654, "similarity": {"fused": 0.123457, "image_text": None},
                                 "causal_loglik": -1.0, "sentences": []}]
-    assert out["query"]["id"] == "q1" and out["config"]["n"] == 2
+    assert out["query"]["id"] == "q1" and out["config"]["n"] == 2 and out["concepts"] == {}
+    st.graph = {"posteriors": Pending(lambda: {"pneumonia": 0.123456789, "lung_opacity": 0.9})}
+    out = format_output(st, None, graph_version="g", index_version="i", model="m", seconds=0.1)
+    assert out["concepts"] == {"lung_opacity": 0.9, "pneumonia": 0.123457}
 
 
 def test_read_batch_keeps_every_query_field(tmp_path):
