@@ -393,7 +393,7 @@ class GroundedGenerator:
         if paths:
             parts.append("Paths: " + "; ".join(" → ".join(bundle.name(x) for x in p["nodes"]) + f" ({p['strength']:.2f})"
                                                 for p in paths) + ".")
-        for cf in cfs[:3]:
+        for cf in _shown(cfs):
             parts.append(f"{cf['description']} → P({bundle.name(cf['target'])}) = {cf['probability']:.2f}"
                          f" (now {cf['baseline']:.2f}).")
         for other in q.concepts[1:]:
@@ -433,7 +433,7 @@ class GroundedGenerator:
         if paths:
             parts.append("Paths: " + "; ".join(" → ".join(bundle.name(x) for x in pp["nodes"]) + f" ({pp['strength']:.2f})"
                                                 for pp in paths) + ".")
-        for cf in cfs[:3]:
+        for cf in _shown(cfs):
             parts.append(f"{cf['description']} → P({bundle.name(cf['target'])}) = {cf['probability']:.2f}"
                          f" (now {cf['baseline']:.2f}).")
         cites: list[str] = []
@@ -531,3 +531,12 @@ def write_report(image_findings: Sequence[Mapping[str, Any]], diagnoses: Sequenc
     seen = [f for f in image_findings if f["probability"] >= threshold]
     text = "FINDINGS: " + (", ".join(names.get(f["concept"], f["concept"]) for f in seen) or "none") + "."
     return {"text": text, "yes_no": None, "probability": None, "scheme": "grounded.v1", "citations": list(evidence_ids[:3])}
+
+
+#: a counterfactual is written into the text only when it moves its target by this much
+#: (two decimals show); the answer object lists every one
+SHOWN_CHANGE = 0.005
+
+
+def _shown(cfs: list[dict]) -> list[dict]:
+    return [cf for cf in cfs if abs(cf["probability"] - cf["baseline"]) >= SHOWN_CHANGE][:3]

@@ -76,3 +76,20 @@ def test_explanation_of_an_observed_concept_is_what_it_explains_downstream():
     paths, cfs = explanation(bundle(closed("pneumonia"), posteriors=post), "pneumonia")
     assert paths[0]["nodes"][-1] == "pneumonia"
     assert [c["do"] for c in cfs] == [{"lung_opacity": 0}, {"consolidation": 0}] and cfs[0]["target"] == "pneumonia"
+
+
+def test_a_counterfactual_that_barely_moves_is_listed_but_not_written():
+    from _gen_bundles import POSTERIORS
+
+    from kgrag.generation.evidence import Counterfactual, Path, Posterior
+    from kgrag.generation.grounded import GroundedGenerator
+
+    post = dict(POSTERIORS)
+    post["heart_failure"] = Posterior("heart_failure", 0.40, (Path(("pleural_effusion", "heart_failure"), 0.30),),
+                                      (Counterfactual({"pleural_effusion": 0}, 0.398),))
+    a = GroundedGenerator().generate(bundle(closed("pleural_effusion"), posteriors=post), "closed_vqa")
+    assert [c["probability"] for c in a.counterfactuals] == [0.398]
+    assert "do(pleural effusion = absent)" not in a.text
+    post["heart_failure"] = Posterior("heart_failure", 0.40, (), (Counterfactual({"pleural_effusion": 0}, 0.10),))
+    a = GroundedGenerator().generate(bundle(closed("pleural_effusion"), posteriors=post), "closed_vqa")
+    assert "do(pleural effusion = absent) → P(congestive heart failure) = 0.10 (now 0.40)" in a.text
