@@ -76,6 +76,24 @@ def test_diagnosis_scorers_by_hand():
     assert list(d["PA"][:, 0]) == [0.9, 0.05, 0.04, 0.02] and ev.scalar(d, "answer_macro_auc") == pytest.approx(0.75)
 
 
+def test_diagnosis_answer_reads_every_concepts_posterior():
+    """A findings-text query has no image findings and ``diagnoses`` keeps only the likeliest:
+    the answer's probability of any concept is its entry in ``concepts`` (absent: not scored)."""
+    studies = [_study("q0", {"pneumonia": 1, "cardiomegaly": 1}), _study("q1", {"cardiomegaly": 1}),
+               _study("q2"), _study("q3")]
+    ctx = _ctx(studies, {}, DOCS)
+    post = [{"pneumonia": 0.04, "cardiomegaly": 1.0}, {"pneumonia": 0.03, "cardiomegaly": 1.0},
+            {"pneumonia": 0.02, "cardiomegaly": 0.0}, {"pneumonia": 0.01}]
+    recs = {f"q{i}": {"evidence": ["d1"], "diagnoses": {}, "image_findings": {}, "concepts": post[i]} for i in range(4)}
+    ev = T.DiagnosisEval(["pneumonia", "cardiomegaly"])
+    d = ev.data(list(recs), recs, ctx)
+    assert list(d["PA"][:, 0]) == [0.04, 0.03, 0.02, 0.01]
+    assert list(d["PA"][:3, 1]) == [1.0, 1.0, 0.0] and np.isnan(d["PA"][3, 1])
+    per = ev.full(d, ctx)["answer"]["per_concept"]
+    assert per["pneumonia"]["auc"] == pytest.approx(1.0) and per["cardiomegaly"]["n"] == 3
+    assert per["cardiomegaly"]["auc"] == pytest.approx(1.0)
+
+
 def test_vqa_unanswered_counts_wrong():
     studies = [_study("q0"), _study("q1"), _study("q2")]
     ctx = _ctx(studies, {}, DOCS)

@@ -394,6 +394,30 @@ def test_format_output_rounds_and_ranks():
     assert out["concepts"] == {"lung_opacity": 0.9, "pneumonia": 0.123457}
 
 
+def test_format_output_gives_every_computed_posterior_and_v_i():
+    """``concepts`` (DESIGN.md): the exact posterior of every target, q for V_I — also for a
+    diagnosis too unlikely for ``diagnoses`` and for a findings-text query (no image)."""
+    from concurrent.futures import Future
+
+    st = QueryState(query=Query(id="q1", findings="The heart is enlarged."), k=1, n=2, alpha=0.5, rerank="none",
+                    modality="radiology")
+    st.observed = {"cardiomegaly": 1.0}
+    fut: Future = Future()
+    fut.set_result({"cardiomegaly": 0.99999999, "heart_failure": 0.0412344, "pneumonia": 0.01})
+    st.graph = {"posteriors": fut}
+    st.diagnoses = [{"concept": "heart_failure", "probability": 0.041234, "paths": [], "counterfactual": []}]
+    out = format_output(st, {"text": "x", "yes_no": None, "probability": None}, graph_version="g", index_version="i",
+                        model="m", seconds=0.1)
+    assert out["image_findings"] == []
+    assert out["concepts"] == {"cardiomegaly": 1.0, "heart_failure": 0.041234, "pneumonia": 0.01}
+    from kgrag.query.schema import QUERY_OUTPUT_SCHEMA, validate
+
+    validate(out, QUERY_OUTPUT_SCHEMA)
+    out["concepts"]["pneumonia"] = 1.5
+    with pytest.raises(Exception, match="pneumonia"):
+        validate(out, QUERY_OUTPUT_SCHEMA)
+
+
 def test_read_batch_keeps_every_query_field(tmp_path):
     p = tmp_path / "q.jsonl"
     p.write_text('{"id": "a", "images": ["x.png"], "question": "q?", "findings": "f", "k": 3, "n": 7, "alpha": 0.2,'
