@@ -10,7 +10,8 @@ Speed: cli (start-up), ingest, kg (causal scoring call), index (build, search,
 HNSW recall), query (warm query from V_I at 4k / 100k), e2e (image + question →
 answer, encoders included, at 4k / 100k).  Quality: train (retrieval recall of a
 trained model), extraction_iuxray (extractor vs MeSH), iuxray_eval (semantic vs
-causal vs PageRank on IU-Xray findings text).
+causal vs PageRank on IU-Xray findings text), synth_bounds (the Bayes-optimal
+bounds of the synthetic corpus).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 SPEED = ("cli", "ingest", "kg", "index", "query", "e2e")
-QUALITY = ("train", "extraction_iuxray", "iuxray_eval")
+QUALITY = ("train", "extraction_iuxray", "iuxray_eval", "synth_bounds")
 
 
 def _f(v: Any, nd: int = 2) -> str:
@@ -104,6 +105,17 @@ def _iuxray_eval(d: dict) -> list[str]:
     return [str(x) for x in d.get("summary_lines", [])] or _generic(d)
 
 
+def _synth_bounds(d: dict) -> list[str]:
+    c, m = d["conditions"], d.get("measured", {})
+    keys = [("bayes", "Bayes-optimal AUC from the image"), ("train_reader", "training-distribution reader AUC"),
+            ("without_site", "Bayes AUC, site ignored"), ("all_findings", "Bayes AUC, every finding observed"),
+            ("vote_balanced_accuracy", "perfect-retrieval majority vote BA")]
+    rows = [[label, c["in_distribution"]["macro"].get(k), c["shift"]["macro"].get(k)] for k, label in keys]
+    if m:
+        rows.append(["kgrag answer AUC (causal_shift.json)", m["in_distribution"]["answer_auc"], m["shift"]["answer_auc"]])
+    return _table(["macro over " + ", ".join(d["diagnoses"]), "in distribution", "shift"], rows)
+
+
 def _generic(d: dict) -> list[str]:
     rows = [[k, v] for k, v in d.items() if isinstance(v, int | float | str | bool) and k != "benchmark"]
     return _table(["key", "value"], rows[:20])
@@ -111,7 +123,8 @@ def _generic(d: dict) -> list[str]:
 
 SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "cli": _cli, "cli_startup": _cli, "ingest": _ingest, "kg": _kg, "index": _index, "query": _query, "e2e": _e2e,
-    "train": _train, "extraction_iuxray": _extraction, "iuxray_eval": _iuxray_eval}
+    "train": _train, "extraction_iuxray": _extraction, "iuxray_eval": _iuxray_eval,
+    "synth_bounds": _synth_bounds}
 
 
 def write_summary() -> Path:
