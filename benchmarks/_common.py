@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temp folder for one benchmark run, removed when the script exits (indexes of
+    100k studies take about a gigabyte); ``KGRAG_BENCH_KEEP=1`` keeps it and says where."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.environ.get("KGRAG_BENCH_KEEP"):
+        print(f"benchmark scratch folder kept: {d}", file=sys.stderr)
+    else:
+        atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:

@@ -30,12 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import percentiles, write
+from _common import percentiles, scratch_dir, write
 
 
 def _docstore_rows(n: int, seed: int):
@@ -182,7 +181,7 @@ def main() -> dict:
 
     from kgrag.graph.falkordb_server import EmbeddedFalkorDB
 
-    tmp = Path(tempfile.mkdtemp(prefix="kgrag-e2e-"))
+    tmp = scratch_dir("kgrag-e2e-")
     queries = _queries(tmp / "queries", a.repeat + 5)
     res = {"command": "python benchmarks/bench_e2e.py --sizes " + " ".join(map(str, a.sizes)) + f" --repeat {a.repeat}",
            "query": "image (128x128 PNG phantom) + closed question, k=10, n=50, causal rerank, grounded answer",

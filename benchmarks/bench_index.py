@@ -23,7 +23,7 @@ import sys
 from _common import ROOT, write
 
 CHILD = r"""
-import json, resource, sys, tempfile, time
+import json, resource, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, ROOT)
@@ -47,7 +47,7 @@ v = draw(n)
 ids = [f"s{i}" for i in range(n)]
 rss = lambda: round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 base = rss()
-out = Path(tempfile.mkdtemp()) / "idx"
+out = Path(tempfile.mkdtemp(prefix="kgrag-bench-index-")) / "idx"
 enc = HashEncoder(256)
 t0 = time.perf_counter()
 idx = IndexSet.from_vectors(out, enc, {"text": (ids, v), "image": (ids, v), "fused": (ids, v)},
@@ -76,6 +76,7 @@ print(json.dumps({"n": n, "vectors": dist, "kind": idx.info()["spaces"]["fused"]
                   "search_k50_ms": {"p50": round(lat[len(lat) // 2], 3), "p95": round(lat[int(0.95 * len(lat))], 3)},
                   "recall_at_10_vs_exact": round(recall, 4), "add_1000_s": round(add_s, 2), "added": added,
                   "peak_rss_mb": rss()}))
+shutil.rmtree(out.parent, ignore_errors=True)
 """.replace("ROOT", repr(str(ROOT)))
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
-from _common import ROOT, write
+from _common import ROOT, scratch_dir, write
 
 
 def main(n: int = 3000) -> dict:
@@ -27,7 +25,7 @@ def main(n: int = 3000) -> dict:
     from kgrag.ingest.pipeline import ingest
     from kgrag.synth.generate import make_study
 
-    tmp = Path(tempfile.mkdtemp(prefix="kgrag-bench-ingest-"))
+    tmp = scratch_dir("kgrag-bench-ingest-")
     m = tmp / "manifest.jsonl"
     with open(m, "w") as f:
         for i in range(n):

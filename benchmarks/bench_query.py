@@ -33,12 +33,10 @@ Targets: p50 ≤ 20 ms at 4k, ≤ 40 ms at 100k; causal ≤ 1.5× baseline.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import percentiles, timed, write
+from _common import percentiles, scratch_dir, timed, write
 
 ROUNDS = 5
 VARIANTS = ("causal", "causal_serial", "baseline", "causal_answer", "baseline_answer")
@@ -58,7 +56,7 @@ def main(repeat: int = 200, sizes: tuple[int, ...] = (4_000, 100_000)) -> dict:
     from kgrag.synth import model as truth
 
     rng = np.random.default_rng(0)
-    tmp = Path(tempfile.mkdtemp(prefix="kgrag-bench-q-"))
+    tmp = scratch_dir("kgrag-bench-q-")
     srv = EmbeddedFalkorDB(tmp / "graph")
     srv.start()
     store = FalkorDBStore.from_server(srv, "bench")

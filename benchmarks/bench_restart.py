@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
-from _common import write
+from _common import scratch_dir, write
 
 
 def main(sizes: tuple[int, ...] = (1000, 3600)) -> dict:
@@ -33,7 +31,7 @@ def main(sizes: tuple[int, ...] = (1000, 3600)) -> dict:
     fs.COMPACT_MIN_INCR_BYTES = 1 << 40  # keep the whole statement log for the first restart
     res: dict = {"command": "python benchmarks/bench_restart.py", "runs": {}}
     for n in sizes:
-        tmp = Path(tempfile.mkdtemp(prefix="kgrag-bench-restart-"))
+        tmp = scratch_dir("kgrag-bench-restart-")
         m = tmp / "manifest.jsonl"
         with open(m, "w") as f:
             for i in range(n):

@@ -33,12 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import write
+from _common import scratch_dir, write
 
 DIAGNOSES = ("pneumonia", "heart_failure", "copd", "granuloma")
 
@@ -184,7 +182,7 @@ def main() -> dict:
         from kgrag.ingest.pipeline import ingest
         from kgrag.synth.generate import generate
 
-        tmp = Path(tempfile.mkdtemp(prefix="kgrag-bench-train-"))
+        tmp = scratch_dir("kgrag-bench-train-")
         t0 = time.perf_counter()
         generate(tmp / "c", a.n, seed=1, progress=False)
         s = load_settings(tmp / "home")
