@@ -125,20 +125,22 @@ def observed_distribution(nodes: Sequence[Node], observed: Sequence[str], target
     # finding) adds log p or log(1 - p) by pattern; any other mix is evaluated on every
     # (configuration, pattern) pair.
     lh, lo = np.zeros(len(cfg)), np.zeros(len(pats))
-    outer: list[tuple[np.ndarray, int]] = []  # (P(node = 1) per configuration, column in the pattern)
+    outer: list[tuple[np.ndarray, np.ndarray, int]] = []  # (log p, log(1 - p)) per configuration, pattern column
     mixed: list[Node] = []
     with np.errstate(divide="ignore"):
         for node in nodes:
             side = {where[u][0] for u in node.parents}
             me, col = where[node.name]
+            idx = [where[u][1] for u in node.parents]
             if side <= {"h"} and me == "h":
-                p = np.clip(node.p1(cfg[:, [where[u][1] for u in node.parents]]), 0.0, 1.0)
+                p = np.clip(node.p1(cfg[:, idx]), 0.0, 1.0)
                 lh += np.log(np.where(cfg[:, col] == 1, p, 1.0 - p))
             elif side <= {"o"} and me == "o":
-                p = np.clip(node.p1(pats[:, [where[u][1] for u in node.parents]]), 0.0, 1.0)
+                p = np.clip(node.p1(pats[:, idx]), 0.0, 1.0)
                 lo += np.log(np.where(pats[:, col] == 1, p, 1.0 - p))
             elif side == {"h"} and me == "o":
-                outer.append((np.clip(node.p1(cfg[:, [where[u][1] for u in node.parents]]), 0.0, 1.0), col))
+                p = np.clip(node.p1(cfg[:, idx]), 0.0, 1.0)
+                outer.append((np.log(p), np.log(1.0 - p), col))
             else:
                 mixed.append(node)
     p_pat = np.zeros(len(pats))
@@ -148,9 +150,8 @@ def observed_distribution(nodes: Sequence[Node], observed: Sequence[str], target
         sl = slice(a, a + chunk)
         logp = lh[sl, None] + lo[None, :]
         with np.errstate(divide="ignore"):
-            for p, col in outer:
-                on = pats[None, :, col] == 1
-                logp = logp + np.where(on, np.log(p[sl, None]), np.log(1.0 - p[sl, None]))
+            for lp1, lp0, col in outer:
+                logp = logp + np.where(pats[None, :, col] == 1, lp1[sl, None], lp0[sl, None])
             for node in mixed:
                 h = cfg[sl]
                 cols = [h[:, None, where[u][1]].repeat(len(pats), 1) if where[u][0] == "h"
